@@ -1,0 +1,39 @@
+# Two commands after cloning (README): `make demo` and `make test`.
+# Everything installs into .venv (ours) and .venv-sekmet (the test FHIR server,
+# kept apart so its dependencies never leak into ours).
+PYTHON ?= python3
+VENV ?= .venv
+SEKMET_VENV ?= .venv-sekmet
+BIN = $(VENV)/bin
+
+.PHONY: setup demo test lint bench ddl
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(SEKMET_VENV)/.installed:
+	$(PYTHON) -m venv $(SEKMET_VENV)
+	$(SEKMET_VENV)/bin/pip install -q --upgrade pip
+	$(SEKMET_VENV)/bin/pip install -q 'sekmet-fhir==0.1.1'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/leopard-etl demo
+
+test: setup $(SEKMET_VENV)/.installed
+	SEKMET_BIN=$(abspath $(SEKMET_VENV))/bin/sekmet $(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m benchmarks all --size small
+
+ddl: setup
+	$(BIN)/python -m leopard_etl.warehouse.schema

@@ -1,0 +1,162 @@
+"""The normalised event record: the one intermediate both adapters produce.
+
+Adapters (FHIR, OMOP) turn source records into :class:`Event` rows and
+:class:`PatientRecord` rows; everything after that (cohort rules, analysis,
+warehouse) sees only these. They are plain NamedTuples so that millions of them
+stay cheap and turn into a columnar frame with ``pandas.DataFrame.from_records``
+(column names = ``EVENT_COLUMNS``) or an Arrow table without conversion code.
+
+Code-group matching happens in the adapter through the shared
+:class:`leopard_etl.mappings.CodeMatcher`, so an event already says which groups
+(``radiotherapy``, ``platinum`` …) it belongs to, its lesion site category and its
+laterality; the raw system/code of the coding that matched is kept for provenance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Literal, NamedTuple
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "KINDS",
+    "PATIENT_COLUMNS",
+    "QUARANTINE_COLUMNS",
+    "Event",
+    "PatientRecord",
+    "Precision",
+    "Quarantined",
+    "ReadStats",
+    "join_groups",
+    "split_groups",
+]
+
+Precision = Literal["day", "month", "year"]
+
+#: Event kinds. ``condition``/``procedure``/``observation`` as in FHIR (OMOP
+#: condition_occurrence / procedure_occurrence / measurement+observation),
+#: ``drug_admin`` (MedicationAdministration, OMOP drug_exposure), ``drug_request``
+#: (MedicationRequest: used only for an ingredient without any administration),
+#: ``episode`` (OMOP episode), ``observation_period`` (OMOP: the end date counts
+#: as a date the patient was known alive).
+KINDS = (
+    "condition",
+    "procedure",
+    "observation",
+    "drug_admin",
+    "drug_request",
+    "episode",
+    "observation_period",
+)
+
+
+class Event(NamedTuple):
+    """One dated clinical fact of one patient, in the canonical vocabulary.
+
+    ``groups`` is the ``;``-joined sorted set of code groups (see mappings/) the
+    record belongs to; ``ingredient`` names the drug ingredient for drug events
+    (``cisplatin``) so the MedicationRequest fallback can work per ingredient.
+    ``source`` is the stable reference of the source record
+    (``fhir:Condition/abc``, ``omop:condition_occurrence/42``): the provenance
+    every derived row carries.
+    """
+
+    patient_id: str
+    kind: str
+    groups: str
+    system: str
+    code: str
+    start: dt.date
+    end: dt.date | None
+    precision: str
+    site: str | None
+    laterality: str | None
+    body_site: str | None
+    value: str | None
+    lesion_id: str | None
+    ingredient: str | None
+    fractions: int | None
+    dose_cgy: float | None
+    source: str
+
+
+EVENT_COLUMNS: tuple[str, ...] = Event._fields
+
+
+class PatientRecord(NamedTuple):
+    """Patient-level facts (FHIR Patient, OMOP person + death)."""
+
+    patient_id: str
+    birth_date: dt.date | None
+    sex: str | None
+    death_date: dt.date | None
+    source: str
+
+
+PATIENT_COLUMNS: tuple[str, ...] = PatientRecord._fields
+
+
+class Quarantined(NamedTuple):
+    """A record that could not be used, with why and where it came from."""
+
+    source_system: str
+    location: str
+    reason: str
+    record: str
+
+
+QUARANTINE_COLUMNS: tuple[str, ...] = Quarantined._fields
+
+
+class ReadStats:
+    """Accounting of one read: ``read == events + quarantined + out_of_scope``.
+
+    ``read`` counts source records (resources, lines, rows), not events; a record
+    that yields several events still counts once under ``in_scope``.
+    """
+
+    __slots__ = ("in_scope", "out_of_scope", "out_of_scope_reasons", "quarantined", "read")
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.in_scope = 0
+        self.quarantined = 0
+        self.out_of_scope = 0
+        self.out_of_scope_reasons: dict[str, int] = {}
+
+    def skip(self, reason: str) -> None:
+        """Count one record as read but not relevant (with the reason)."""
+        self.out_of_scope += 1
+        self.out_of_scope_reasons[reason] = self.out_of_scope_reasons.get(reason, 0) + 1
+
+    def balanced(self) -> bool:
+        return self.read == self.in_scope + self.quarantined + self.out_of_scope
+
+    def merge(self, other: ReadStats) -> None:
+        self.read += other.read
+        self.in_scope += other.in_scope
+        self.quarantined += other.quarantined
+        self.out_of_scope += other.out_of_scope
+        for k, v in other.out_of_scope_reasons.items():
+            self.out_of_scope_reasons[k] = self.out_of_scope_reasons.get(k, 0) + v
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "read": self.read,
+            "in_scope": self.in_scope,
+            "quarantined": self.quarantined,
+            "out_of_scope": self.out_of_scope,
+            "out_of_scope_reasons": dict(sorted(self.out_of_scope_reasons.items())),
+        }
+
+    def __repr__(self) -> str:
+        return f"ReadStats({self.as_dict()})"
+
+
+def join_groups(groups: Iterable[str]) -> str:
+    return ";".join(sorted(set(groups)))
+
+
+def split_groups(groups: str) -> frozenset[str]:
+    return frozenset(groups.split(";")) if groups else frozenset()

@@ -1,0 +1,450 @@
+"""Load and validate the declarative code mappings (``mappings/*.yaml``) and match codes.
+
+The mapping files are the only place codes live (brief: never codes buried in
+Python). A site adds its local codes with its own folder of files in the same
+format (``extra_dirs``) without editing ours; the loader merges them and refuses
+contradictions with a one-line :class:`~leopard_etl.errors.ConfigError`.
+
+:class:`CodeMatcher` is shared by both adapters, so a FHIR coding and an OMOP
+concept with the same (system, code) land in the same groups, site and laterality.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .paths import mappings_dir
+
+__all__ = ["FORMAT_VERSION", "CodeMatcher", "GroupEntry", "Mappings", "load_mappings"]
+
+FORMAT_VERSION = 1
+
+#: Groups that one code may never belong to together (a contradiction, not an overlap).
+EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"nsclc", "small_cell"}),
+    frozenset({"durvalumab", "immunotherapy"}),
+    frozenset({"durvalumab", "chemo"}),
+    frozenset({"durvalumab", "targeted"}),
+    frozenset({"lesion", "progression"}),
+)
+
+_ROMAN = {"1": "I", "2": "II", "3": "III", "4": "IV", "0": "0"}
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """One mapping row: a code (exact, prefix or ``?`` pattern) in one group."""
+
+    group: str
+    system: str
+    code: str
+    match: str = "exact"
+    meaning: str = ""
+    source: str = ""
+    ingredient: str | None = None
+    stage: str | None = None
+    values: tuple[tuple[str, str], ...] = ()
+    file: str = ""
+
+
+@dataclass
+class SystemInfo:
+    key: str
+    family: str
+    fhir: tuple[str, ...]
+    omop: tuple[str, ...]
+    strip_dots: bool = False
+    by_concept_id: bool = False
+
+
+@dataclass
+class Mappings:
+    """Everything in mappings/: systems, group entries, sites, stage values."""
+
+    systems: dict[str, SystemInfo]
+    entries: list[GroupEntry]
+    group_meta: dict[str, dict[str, Any]]
+    sites: list[tuple[str, str, str, str, str, str | None]]  # site, system, code, match, role, laterality
+    laterality_prefixes: list[tuple[str, str]]
+    laterality_qualifiers: dict[tuple[str, str], str]
+    stage_values: dict[tuple[str, str], str]
+    stage_iii_text: str
+    cancer_modifier_stage_iii_name: str
+    files: list[str] = field(default_factory=list)
+    #: internal site -> category written to outputs (peritoneum -> other)
+    site_report_as: dict[str, str] = field(default_factory=dict)
+
+    def report_site(self, site: str) -> str:
+        return self.site_report_as.get(site, site)
+
+    def groups(self) -> list[str]:
+        return sorted(self.group_meta)
+
+    def omop_descendants(self, group: str) -> bool:
+        return bool(self.group_meta.get(group, {}).get("omop_descendants", False))
+
+
+def _fail(file: str, message: str, fix: str = "correct the mapping file") -> ConfigError:
+    return ConfigError(f"mappings {file}: {message}", fix=fix)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise _fail(path.name, f"invalid YAML{where}", "fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise _fail(path.name, "top level must be a mapping")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise _fail(path.name, f"format_version {version!r} is not {FORMAT_VERSION}", "set format_version: 1")
+    return data
+
+
+def _code(value: Any, file: str) -> str:
+    if value is None or isinstance(value, bool | dict | list):
+        raise _fail(file, f"bad code {value!r}")
+    return str(value).strip()
+
+
+def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None) -> Mappings:
+    """Read our mappings plus any site folders; validate; return one :class:`Mappings`."""
+    dirs = [base_dir or mappings_dir(), *extra_dirs]
+    files: list[Path] = []
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError(f"mappings folder {d} does not exist", fix="check the mappings path in the config")
+        files.extend(sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")))
+    systems: dict[str, SystemInfo] = {}
+    raw: list[tuple[Path, dict[str, Any]]] = [(f, _read_yaml(f)) for f in files]
+    for f, data in raw:
+        for key, info in (data.get("systems") or {}).items():
+            systems[key] = SystemInfo(
+                key=key,
+                family=info.get("family", key),
+                fhir=tuple(info.get("fhir") or ()),
+                omop=tuple(info.get("omop") or ()),
+                strip_dots=bool(info.get("strip_dots", False)),
+                by_concept_id=bool(info.get("by_concept_id", False)),
+            )
+    if not systems:
+        raise ConfigError("no systems.yaml found among the mapping files", fix="restore mappings/systems.yaml")
+    families = {s.family for s in systems.values()} | set(systems)
+    m = Mappings(
+        systems=systems,
+        entries=[],
+        group_meta={},
+        sites=[],
+        laterality_prefixes=[],
+        laterality_qualifiers={},
+        stage_values={},
+        stage_iii_text=r"^(stage\s*)?(III|3)[ABC]?$",
+        cancer_modifier_stage_iii_name=r"(?i)stage (3|III)\b",
+        files=[str(f.name) for f in files],
+    )
+
+    def system_of(item: dict[str, Any], file: str) -> str:
+        sysk = item.get("system")
+        if sysk not in families:
+            raise _fail(file, f"unknown code system {sysk!r}", f"use one of {sorted(families)}")
+        return str(sysk)
+
+    for f, data in raw:
+        name = f.name
+        for group, spec in (data.get("groups") or {}).items():
+            meta = m.group_meta.setdefault(group, {})
+            for k in ("description", "omop_descendants", "includes"):
+                if k in spec:
+                    meta[k] = spec[k]
+            for item in spec.get("entries") or []:
+                if not isinstance(item, dict):
+                    raise _fail(name, f"group {group}: entry {item!r} is not a mapping")
+                match = item.get("match", "exact")
+                if match not in ("exact", "prefix", "pattern"):
+                    raise _fail(name, f"group {group}: match {match!r} must be exact, prefix or pattern")
+                sysk = system_of(item, name)
+                values = tuple(
+                    (system_of(v, name), _norm(systems, system_of(v, name), _code(v.get("code"), name)))
+                    for v in item.get("values") or []
+                )
+                m.entries.append(
+                    GroupEntry(
+                        group=group,
+                        system=sysk,
+                        code=_norm(systems, sysk, _code(item.get("code"), name)),
+                        match=match,
+                        meaning=str(item.get("meaning", "")),
+                        source=str(item.get("source", "")),
+                        ingredient=item.get("ingredient"),
+                        stage=item.get("stage"),
+                        values=values,
+                        file=name,
+                    )
+                )
+        for site, items in (data.get("sites") or {}).items():
+            for item in items:
+                sysk = system_of(item, name)
+                if item.get("report_as"):
+                    m.site_report_as[site] = str(item["report_as"])
+                m.sites.append(
+                    (
+                        site,
+                        sysk,
+                        _norm(systems, sysk, _code(item.get("code"), name)),
+                        item.get("match", "exact"),
+                        item.get("role", "lesion"),
+                        item.get("laterality"),
+                    )
+                )
+        for item in data.get("laterality_prefixes") or []:
+            sysk = system_of(item, name)
+            m.laterality_prefixes.append((sysk, _norm(systems, sysk, _code(item.get("code"), name))))
+        for item in data.get("laterality_qualifiers") or []:
+            sysk = system_of(item, name)
+            m.laterality_qualifiers[(sysk, _code(item.get("code"), name))] = str(item["laterality"])
+        for item in data.get("stage_values") or []:
+            sysk = system_of(item, name)
+            m.stage_values[(sysk, _code(item.get("code"), name).upper())] = str(item["stage"])
+        if "stage_iii_text" in data:
+            m.stage_iii_text = str(data["stage_iii_text"])
+        if "cancer_modifier_stage_iii_name" in data:
+            m.cancer_modifier_stage_iii_name = str(data["cancer_modifier_stage_iii_name"])
+    _validate(m)
+    return m
+
+
+def _norm(systems: dict[str, SystemInfo], system: str, code: str) -> str:
+    info = systems.get(system)
+    strip = info.strip_dots if info else any(s.strip_dots for s in systems.values() if s.family == system)
+    if strip:
+        return code.replace(".", "").upper()
+    return code
+
+
+def _validate(m: Mappings) -> None:
+    seen: dict[tuple[str, str, str, str], GroupEntry] = {}
+    by_code: dict[tuple[str, str, str], list[GroupEntry]] = {}
+    for e in m.entries:
+        key = (e.group, e.system, e.code, e.match)
+        if key in seen and (seen[key].values == e.values):
+            prev = seen[key]
+            if prev.ingredient != e.ingredient or prev.stage != e.stage:
+                raise _fail(e.file, f"{e.system} {e.code} appears twice in group {e.group} with different meaning "
+                            f"(also in {prev.file})", "keep one entry")
+        seen[key] = e
+        by_code.setdefault((e.system, e.code, e.match), []).append(e)
+    for (system, code, _match), es in by_code.items():
+        groups = {e.group for e in es}
+        for pair in EXCLUSIVE_GROUPS:
+            if pair <= groups:
+                files = sorted({e.file for e in es})
+                raise _fail(", ".join(files), f"{system} {code} is in conflicting groups {sorted(pair)}",
+                            "a code can be in only one of these groups")
+        ingredients = {e.ingredient for e in es if e.ingredient}
+        if len(ingredients) > 1:
+            raise _fail(es[0].file, f"{system} {code} maps to several ingredients {sorted(ingredients)}")
+    site_keys: dict[tuple[str, str, str, str], str] = {}
+    for site, system, code, match, role, _lat in m.sites:
+        k = (system, code, match, role)
+        if k in site_keys and site_keys[k] != site:
+            raise _fail("sites", f"{system} {code} is in two site categories ({site_keys[k]}, {site})",
+                        "a code can name one site only")
+        site_keys[k] = site
+    for g, meta in m.group_meta.items():
+        for inc in meta.get("includes", []) or []:
+            if inc not in m.group_meta:
+                raise _fail("groups", f"group {g} includes unknown group {inc!r}")
+    try:
+        re.compile(m.stage_iii_text, re.IGNORECASE)
+        re.compile(m.cancer_modifier_stage_iii_name)
+    except re.error as exc:
+        raise _fail("stage.yaml", f"bad regular expression: {exc}") from None
+
+
+class CodeMatcher:
+    """Fast (system, code) → groups / site / laterality / stage lookups.
+
+    Exact codes are dict lookups; prefix and ``?`` pattern entries are few and
+    checked after. ``system`` arguments are the short keys of systems.yaml; use
+    :meth:`system_for_fhir` / :meth:`system_for_omop` to translate.
+    """
+
+    def __init__(self, mappings: Mappings) -> None:
+        self.mappings = m = mappings
+        self._fhir_system: dict[str, str] = {}
+        self._omop_vocab: dict[str, str] = {}
+        for s in m.systems.values():
+            for uri in s.fhir:
+                self._fhir_system[uri] = s.key
+            for v in s.omop:
+                self._omop_vocab[v] = s.key
+        self._family = {k: s.family for k, s in m.systems.items()}
+        self._strip = {k for k, s in m.systems.items() if s.strip_dots}
+        includes: dict[str, set[str]] = {}
+        for g, meta in m.group_meta.items():
+            for inc in meta.get("includes", []) or []:
+                includes.setdefault(inc, set()).add(g)
+        self._implied = includes
+        self._exact: dict[tuple[str, str], list[GroupEntry]] = {}
+        self._prefix: list[GroupEntry] = []
+        self._pattern: list[tuple[re.Pattern[str], GroupEntry]] = []
+        for e in m.entries:
+            if e.match == "exact":
+                self._exact.setdefault((e.system, e.code), []).append(e)
+            elif e.match == "prefix":
+                self._prefix.append(e)
+            else:
+                rx = re.compile("^" + re.escape(e.code).replace(r"\?", ".") + ".*$")
+                self._pattern.append((rx, e))
+        self._site_exact: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+        self._site_prefix: list[tuple[str, str, str, str, str | None]] = []
+        for site, system, code, match, role, lat in m.sites:
+            if match == "prefix":
+                self._site_prefix.append((role, system, code, site, lat))
+            else:
+                self._site_exact[(role, system, code)] = (site, lat)
+        self._site_prefix.sort(key=lambda t: -len(t[2]))
+        self._stage_rx = re.compile(m.stage_iii_text, re.IGNORECASE)
+        self._cache: dict[tuple[str, str, str | None, str | None], tuple[frozenset[str], str | None]] = {}
+
+    # --- systems -----------------------------------------------------------
+    def system_for_fhir(self, uri: str | None) -> str | None:
+        return self._fhir_system.get(uri) if uri else None
+
+    def system_for_omop(self, vocabulary_id: str | None) -> str | None:
+        return self._omop_vocab.get(vocabulary_id) if vocabulary_id else None
+
+    def normalise(self, system: str, code: str) -> str:
+        code = code.strip()
+        return code.replace(".", "").upper() if system in self._strip else code
+
+    def _keys(self, system: str) -> tuple[str, ...]:
+        fam = self._family.get(system, system)
+        return (system,) if fam == system else (system, fam)
+
+    # --- groups ------------------------------------------------------------
+    def _entries(self, system: str, code: str) -> list[GroupEntry]:
+        out: list[GroupEntry] = []
+        for key in self._keys(system):
+            out.extend(self._exact.get((key, code), ()))
+        for e in self._prefix:
+            if e.system in self._keys(system) and code.startswith(e.code):
+                out.append(e)
+        for rx, e in self._pattern:
+            if e.system in self._keys(system) and rx.match(code):
+                out.append(e)
+        return out
+
+    def match(
+        self, system: str, code: str, value_system: str | None = None, value_code: str | None = None
+    ) -> tuple[frozenset[str], str | None]:
+        """Groups of a normalised (system, code), and the drug ingredient if any.
+
+        Entries with ``values`` (progression: LOINC 97509-4) match only when the
+        record's coded value is one of them.
+        """
+        key = (system, code, value_system, value_code)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        groups: set[str] = set()
+        ingredient: str | None = None
+        for e in self._entries(system, code):
+            if e.values:
+                if value_system is None or value_code is None:
+                    continue
+                if not any(vs in self._keys(value_system) and vc == value_code for vs, vc in e.values):
+                    continue
+            groups.add(e.group)
+            ingredient = ingredient or e.ingredient
+        for g in list(groups):
+            groups |= self._implied.get(g, set())
+        result = (frozenset(groups), ingredient)
+        if len(self._cache) < 200_000:
+            self._cache[key] = result
+        return result
+
+    def match_any(
+        self, codings: Iterable[tuple[str, str]], value: tuple[str, str] | None = None
+    ) -> tuple[frozenset[str], str | None, tuple[str, str] | None]:
+        """Union of groups over several codings; returns also the first coding that matched."""
+        groups: frozenset[str] = frozenset()
+        ingredient: str | None = None
+        first: tuple[str, str] | None = None
+        vs, vc = value if value else (None, None)
+        for system, code in codings:
+            g, ing = self.match(system, code, vs, vc)
+            if g:
+                groups |= g
+                ingredient = ingredient or ing
+                first = first or (system, code)
+        return groups, ingredient, first
+
+    def entry_stage(self, system: str, code: str) -> str | None:
+        """Stage stated by the code itself (stage_condition / stage_modifier entries)."""
+        for e in self._entries(system, code):
+            if e.stage:
+                return e.stage
+        return None
+
+    # --- sites and laterality ---------------------------------------------
+    def site(self, system: str, code: str, role: str = "lesion") -> tuple[str, str | None] | None:
+        """(site category, laterality from a lateralised concept) of a lesion or body-site code."""
+        for key in self._keys(system):
+            hit = self._site_exact.get((role, key, code))
+            if hit:
+                return hit
+        for r, s, prefix, site, lat in self._site_prefix:
+            if r == role and s in self._keys(system) and code.startswith(prefix):
+                return site, lat
+        return None
+
+    def code_laterality(self, system: str, code: str) -> str | None:
+        """ICD-10-CM 5th-character laterality for the prefixes that carry it."""
+        for s, prefix in self.mappings.laterality_prefixes:
+            if s in self._keys(system) and code.startswith(prefix) and len(code) >= 5:
+                return {"1": "right", "2": "left"}.get(code[4])
+        return None
+
+    def qualifier_laterality(self, system: str, code: str) -> str | None:
+        return self.mappings.laterality_qualifiers.get((system, code))
+
+    # --- stage -------------------------------------------------------------
+    def stage_value(self, system: str | None, code: str | None, text: str | None) -> str | None:
+        """Normalised stage (``IIIA``, ``III``, ``II``, ``IV`` …) from a coded or text value."""
+        if system and code:
+            hit = self.mappings.stage_values.get((system, code.strip().upper()))
+            if hit:
+                return hit
+            if system == "ajcc":
+                return _normalise_stage_text(code)
+        if text:
+            return _normalise_stage_text(text)
+        return None
+
+    def is_stage_iii_text(self, text: str) -> bool:
+        return bool(self._stage_rx.match(text.strip()))
+
+    def cancer_modifier_stage_iii(self, concept_name: str) -> bool:
+        return bool(re.search(self.mappings.cancer_modifier_stage_iii_name, concept_name))
+
+
+def _normalise_stage_text(text: str) -> str | None:
+    """``"Stage 3a"`` → ``IIIA``; ``"IV"`` → ``IV``; anything unreadable → stripped upper text."""
+    t = re.sub(r"^\s*(AJCC\s*)?(STAGE\s*)?", "", text.strip().upper())
+    t = t.replace(" ", "")
+    if not t:
+        return None
+    mo = re.match(r"^([0-4])([A-C]?\d?)$", t)
+    if mo:
+        return _ROMAN[mo.group(1)] + mo.group(2)
+    return t

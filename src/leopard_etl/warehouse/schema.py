@@ -1,0 +1,253 @@
+"""The canonical LEOPARD schema, defined once (SQLAlchemy Core) and rendered per dialect.
+
+``sql/ddl/<dialect>/leopard.sql`` is generated from :data:`METADATA` by
+``python -m leopard_etl.warehouse.schema`` and a test fails when the committed
+files drift from it. Every derived table carries ``source_system`` and
+``source_ids`` (the ``;``-joined source references, e.g.
+``fhir:Condition/abc;fhir:Observation/x``) so a clinician can audit any
+classification back to the FHIR resources or OMOP rows it came from.
+
+Derived tables are keyed by ``patient_id`` (plus a natural sub-key), which is what
+the warehouse swaps or merges on; ``etl_run`` / ``quarantine`` are the run log.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import CreateTable
+
+__all__ = ["DERIVED_TABLES", "METADATA", "SCHEMA_VERSION", "render_ddl"]
+
+#: Bump when a table or column changes; the warehouse migrates from the previous one.
+SCHEMA_VERSION = 1
+
+METADATA = MetaData()
+
+
+def _prov() -> list[Column[str]]:
+    return [
+        Column("source_system", String(16), nullable=False, comment="fhir | omop"),
+        Column("source_ids", Text, nullable=False, comment="';'-joined source record references"),
+    ]
+
+
+patient = Table(
+    "patient",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("birth_date", Date),
+    Column("sex", String(16)),
+    Column("in_cohort", Boolean, nullable=False),
+    Column("exclusion_reason", String(32), comment="nsclc | not_stage_iii | no_crt | no_durvalumab"),
+    *_prov(),
+    comment="One row per screened patient (has an NSCLC record)",
+)
+
+diagnosis = Table(
+    "diagnosis",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("diagnosis_date", Date, nullable=False),
+    Column("date_precision", String(8), nullable=False),
+    Column("histology_code", String(64), comment="system|code of the earliest NSCLC record"),
+    Column("laterality", String(16)),
+    Column("stage", String(16)),
+    Column("stage_date", Date),
+    Column("stage_iii", Boolean, nullable=False),
+    *_prov(),
+)
+
+rt_course = Table(
+    "rt_course",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    Column("n_records", Integer, nullable=False),
+    Column("field_sites", Text, comment="';'-joined site categories of the records' body sites"),
+    *_prov(),
+)
+
+crt_course = Table(
+    "crt_course",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("crt_type", String(16), nullable=False, comment="concurrent | sequential"),
+    Column("crt_start", Date, nullable=False),
+    Column("crt_end", Date, nullable=False),
+    Column("first_platinum_date", Date),
+    Column("protocol_deviation", String(64), comment="sequential CRT was not PACIFIC-eligible"),
+    *_prov(),
+)
+
+durvalumab_course = Table(
+    "durvalumab_course",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("first_dose", Date, nullable=False),
+    Column("last_dose", Date, nullable=False),
+    Column("n_doses", Integer, nullable=False),
+    Column("days_from_crt_end", Integer, nullable=False),
+    *_prov(),
+)
+
+recurrence = Table(
+    "recurrence",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("recurrence_date", Date, nullable=False),
+    Column("pattern", String(16), nullable=False, comment="oligo | poly | unclassified"),
+    Column("n_lesions", Integer, nullable=False),
+    Column("sites", Text),
+    Column("field", String(16), nullable=False, comment="in_field | out_of_field | both | unknown | none"),
+    *_prov(),
+)
+
+lesion = Table(
+    "lesion",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("lesion_key", String(256), primary_key=True, comment="site|laterality|lesion id"),
+    Column("site", String(32), nullable=False),
+    Column("laterality", String(16)),
+    Column("first_date", Date, nullable=False),
+    Column("n_records", Integer, nullable=False),
+    Column("field_relation", String(16), nullable=False, comment="in | out | unknown"),
+    *_prov(),
+)
+
+salvage_therapy = Table(
+    "salvage_therapy",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("category", String(16), nullable=False,
+           comment="crt | rt | chemo | immunotherapy | targeted | surgery | other | none"),
+    Column("start_date", Date),
+    Column("components", Text, comment="';'-joined therapy groups seen in the window"),
+    *_prov(),
+)
+
+outcome = Table(
+    "outcome",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("death", Boolean, nullable=False),
+    Column("death_date", Date),
+    Column("last_alive_date", Date),
+    Column("os_months", Float),
+    Column("prs_months", Float),
+    Column("cutoff", Date, nullable=False),
+    *_prov(),
+)
+
+cohort_attrition = Table(
+    "cohort_attrition",
+    METADATA,
+    Column("step_no", Integer, primary_key=True, autoincrement=False),
+    Column("step", String(32), nullable=False),
+    Column("n", Integer, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    METADATA,
+    Column("run_id", String(64), nullable=False),
+    Column("source_system", String(16), nullable=False),
+    Column("location", Text, nullable=False, comment="file:line, URL, or table/row id"),
+    Column("reason", Text, nullable=False),
+    Column("record", Text, comment="the offending record, truncated"),
+)
+
+etl_run = Table(
+    "etl_run",
+    METADATA,
+    Column("run_id", String(64), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("source", Text, nullable=False, comment="source URL/path, secrets removed"),
+    Column("source_system", String(16), nullable=False),
+    Column("mode", String(16), nullable=False, comment="full | incremental"),
+    Column("watermark", Text, comment="server time / change marker to resume from"),
+    Column("status", String(16), nullable=False, comment="running | ok | failed"),
+    Column("n_read", Integer),
+    Column("n_events", Integer),
+    Column("n_quarantined", Integer),
+    Column("n_out_of_scope", Integer),
+    Column("n_patients_changed", Integer),
+    Column("error", Text),
+)
+
+schema_version = Table(
+    "schema_version",
+    METADATA,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Tables re-derived by each run (keyed by patient_id), in dependency-free load order.
+DERIVED_TABLES: tuple[str, ...] = (
+    "patient",
+    "diagnosis",
+    "rt_course",
+    "crt_course",
+    "durvalumab_course",
+    "recurrence",
+    "lesion",
+    "salvage_therapy",
+    "outcome",
+    "cohort_attrition",
+)
+
+
+def _dialect(name: str) -> Dialect:
+    if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.dialect()  # type: ignore[no-untyped-call]
+    if name == "duckdb":
+        from duckdb_engine import Dialect as DuckDialect
+
+        return DuckDialect()  # type: ignore[no-any-return]
+    raise ValueError(f"no DDL rendering for dialect {name!r}")
+
+
+def render_ddl(dialect: str) -> str:
+    """CREATE TABLE statements of the whole schema for one dialect, deterministic."""
+    d = _dialect(dialect)
+    parts = [f"-- Generated from leopard_etl.warehouse.schema (schema version {SCHEMA_VERSION}); do not edit.\n"]
+    for table in METADATA.sorted_tables:
+        ddl = str(CreateTable(table).compile(dialect=d)).strip()
+        parts.append(ddl + ";\n")
+    return "\n".join(parts)
+
+
+def write_ddl(root: Path) -> list[Path]:
+    out = []
+    for dialect in ("duckdb", "postgresql"):
+        path = root / "sql" / "ddl" / dialect / "leopard.sql"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_ddl(dialect), encoding="utf-8")
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - developer tool
+    from leopard_etl.paths import project_root
+
+    for p in write_ddl(project_root()):
+        sys.stdout.write(f"wrote {p}\n")
