@@ -20,6 +20,7 @@ from typing import Literal, NamedTuple
 
 __all__ = [
     "EVENT_COLUMNS",
+    "EventSink",
     "KINDS",
     "PATIENT_COLUMNS",
     "QUARANTINE_COLUMNS",
@@ -160,3 +161,33 @@ def join_groups(groups: Iterable[str]) -> str:
 
 def split_groups(groups: str) -> frozenset[str]:
     return frozenset(groups.split(";")) if groups else frozenset()
+
+
+class EventSink:
+    """Where an adapter puts what it reads; the default collects everything in lists.
+
+    Adapters call :meth:`event`, :meth:`patient` and :meth:`quarantine` as they
+    stream, and count every source record in :attr:`stats` (``stats.read += 1``
+    per record, then exactly one of ``stats.in_scope += 1``,
+    ``stats.quarantined`` (done by :meth:`quarantine`) or ``stats.skip(reason)``).
+    A subclass can spill to disk or Arrow batches instead of lists (performance
+    issue) without the adapters changing.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.patients: list[PatientRecord] = []
+        self.quarantined: list[Quarantined] = []
+        self.stats = ReadStats()
+        #: server time / change marker to resume an incremental read from
+        self.watermark: str | None = None
+
+    def event(self, e: Event) -> None:
+        self.events.append(e)
+
+    def patient(self, p: PatientRecord) -> None:
+        self.patients.append(p)
+
+    def quarantine(self, q: Quarantined) -> None:
+        self.stats.quarantined += 1
+        self.quarantined.append(q)
