@@ -1,0 +1,281 @@
+"""One run, end to end: source → events → derivation → outputs (→ warehouse).
+
+The thin shell around the pure core: it wires the adapters (the only readers), the
+cohort rules and the analysis (pure), and the writers (files, warehouse). Each
+step reports counts so that a scheduled run is observable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, QuarantineError
+from .events import EVENT_COLUMNS, PATIENT_COLUMNS, QUARANTINE_COLUMNS, EventSink
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .config import RunConfig
+    from .mappings import CodeMatcher
+
+__all__ = ["RunRequest", "explain_patient", "run_demo", "run_pipeline", "warehouse_status"]
+
+log = logging.getLogger("leopard_etl")
+
+
+@dataclass
+class RunRequest:
+    """What the CLI asked for; unset fields come from the config file / environment."""
+
+    fhir: list[str] = field(default_factory=list)
+    omop: str | None = None
+    cdm_schema: str | None = None
+    vocab_schema: str | None = None
+    out: Path | None = None
+    warehouse: str | None = None
+    cutoff: str | None = None
+    config: Path | None = None
+    incremental: bool = False
+    bulk: bool = False
+    mappings: list[Path] = field(default_factory=list)
+    json_logs: bool = False
+
+
+def _resolve_config(req: RunRequest) -> RunConfig:
+    import os
+
+    from .config import load_config
+
+    overrides: dict[str, Any] = {}
+    if req.fhir:
+        overrides["fhir"] = req.fhir
+    for name in ("omop", "cdm_schema", "vocab_schema", "out", "warehouse"):
+        value = getattr(req, name)
+        if value is not None:
+            overrides[name] = value
+    if req.mappings:
+        overrides["mappings_extra"] = req.mappings
+    if req.cutoff:
+        try:
+            cutoff = dt.date.fromisoformat(req.cutoff)
+        except ValueError:
+            raise ConfigError(f"--cutoff {req.cutoff!r} is not a date", fix="write it as YYYY-MM-DD") from None
+        overrides["rules"] = {"cutoff": cutoff}
+    if req.json_logs:
+        overrides["log_json"] = True
+    cfg = load_config(req.config, overrides, os.environ)
+    if bool(cfg.fhir) == bool(cfg.omop):
+        raise ConfigError("give exactly one source", fix="use --fhir PATH_OR_URL ... or --omop SQLALCHEMY_URL")
+    return cfg
+
+
+def _matcher(cfg: RunConfig) -> CodeMatcher:
+    from .mappings import CodeMatcher, load_mappings
+
+    return CodeMatcher(load_mappings(extra_dirs=cfg.mappings_extra))
+
+
+def _read(cfg: RunConfig, matcher: CodeMatcher, sink: EventSink, *, since: str | None, bulk: bool) -> str:
+    """Fill the sink from the configured source; returns the source system name."""
+    if cfg.omop:
+        from .sources.omop import read_omop
+
+        read_omop(cfg.omop, matcher, sink, cdm_schema=cfg.cdm_schema, vocab_schema=cfg.vocab_schema)
+        return "omop"
+    from .sources.fhir import read_fhir
+
+    for source in cfg.fhir:
+        read_fhir(source, matcher, sink, since=since, bulk=bulk, auth=_fhir_auth(cfg))
+    return "fhir"
+
+
+def _fhir_auth(cfg: RunConfig) -> Any:
+    from .config import resolve_secret
+
+    token = resolve_secret(cfg.bearer_token_env, cfg.bearer_token_file)
+    if not token:
+        return None
+    from .sources.fhir.auth import BearerAuth
+
+    return BearerAuth(token)
+
+
+def frames(sink: EventSink) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Columnar views of what a sink collected (events, patients, quarantine)."""
+    import pandas as pd
+
+    events = pd.DataFrame.from_records(sink.events, columns=list(EVENT_COLUMNS))
+    patients = pd.DataFrame.from_records(sink.patients, columns=list(PATIENT_COLUMNS))
+    if not patients.empty:
+        patients = patients.drop_duplicates("patient_id", keep="last")
+    quarantine = pd.DataFrame.from_records(sink.quarantined, columns=list(QUARANTINE_COLUMNS))
+    return events, patients, quarantine
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[None]:
+    """A spinner on a terminal; silent in CI and logs."""
+    import os
+    import sys
+
+    if not sys.stderr.isatty() or os.environ.get("CI"):
+        log.info("%s", label)
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(label):
+        yield
+
+
+def run_pipeline(req: RunRequest) -> dict[str, Any]:
+    """The ``run`` command: returns a summary of counts and output paths."""
+    cfg = _resolve_config(req)
+    from .logs import configure_logging
+
+    configure_logging(json=cfg.log_json)
+    matcher = _matcher(cfg)
+    if cfg.warehouse:
+        from .warehouse.runner import run_with_warehouse
+
+        return run_with_warehouse(cfg, matcher, incremental=req.incremental, bulk=req.bulk, read=_read)
+    sink = EventSink()
+    with _progress("reading source"):
+        source_system = _read(cfg, matcher, sink, since=None, bulk=req.bulk)
+    _check_quarantine(cfg, sink)
+    events, patients, quarantine = frames(sink)
+    summary = derive_and_write(cfg, matcher, events, patients, quarantine, source_system)
+    summary.update({f"source_{k}": v for k, v in sink.stats.as_dict().items() if k != "out_of_scope_reasons"})
+    return summary
+
+
+def _check_quarantine(cfg: RunConfig, sink: EventSink) -> None:
+    read = max(sink.stats.read, 1)
+    pct = 100.0 * sink.stats.quarantined / read
+    if pct > cfg.quarantine_max_pct:
+        raise QuarantineError(
+            f"{sink.stats.quarantined} of {sink.stats.read} records quarantined ({pct:.1f}%), "
+            f"above the limit of {cfg.quarantine_max_pct}%",
+            fix="inspect quarantine.csv in the output folder or raise quarantine_max_pct",
+        )
+
+
+def derive_and_write(
+    cfg: RunConfig,
+    matcher: CodeMatcher,
+    events: pd.DataFrame,
+    patients: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    source_system: str,
+) -> dict[str, Any]:
+    """Derive the cohort and write patients.csv, results.json, report.html, quarantine.csv."""
+    from .analysis.results import compute_results, write_results
+    from .cohort import derive
+    from .report.html import render_report
+
+    with _progress("deriving cohort"):
+        derivation = derive(events, patients, cfg.rules, matcher.mappings, source_system)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    patients_csv = derivation.patients_csv
+    tables = derivation.tables
+    key = _pseudonym_key(cfg)
+    if key is not None:
+        from .privacy import pseudonymise
+
+        pseudo = pseudonymise({"patients_csv": patients_csv, **tables}, key)
+        patients_csv = pseudo.pop("patients_csv")
+        tables = pseudo
+    patients_csv.to_csv(out / "patients.csv", index=False)
+    quarantine.to_csv(out / "quarantine.csv", index=False)
+    with _progress("survival analysis"):
+        results = compute_results(patients_csv, derivation.attrition)
+    write_results(results, out / "results.json")
+    with _progress("rendering report"):
+        render_report(
+            results,
+            patients_csv,
+            out / "report.html",
+            tables=tables,
+            small_cell=cfg.small_cell_threshold,
+            run_info={"source": source_system, "cutoff": derivation.cutoff.isoformat()},
+        )
+    return {
+        "screened": results.get("n_screened"),
+        "cohort": results.get("n_cohort"),
+        "recurrences": results.get("recurrence", {}).get("n"),
+        "cutoff": derivation.cutoff.isoformat(),
+        "events": len(events),
+        "quarantined": len(quarantine),
+        "out": str(out),
+    }
+
+
+def _pseudonym_key(cfg: RunConfig) -> bytes | None:
+    if not cfg.pseudonymise_key_env:
+        return None
+    import os
+
+    value = os.environ.get(cfg.pseudonymise_key_env)
+    if not value:
+        raise ConfigError(
+            f"pseudonymisation is on but ${cfg.pseudonymise_key_env} is empty",
+            fix=f"export {cfg.pseudonymise_key_env}=<secret key> or remove pseudonymise_key_env",
+        )
+    return value.encode()
+
+
+def run_demo(out: Path, patients: int, seed: int) -> dict[str, Any]:
+    """Synthetic LEOPARD cohort → FHIR NDJSON → full pipeline on the embedded default."""
+    from .synth import generate
+
+    data = out / "synthetic-fhir"
+    with _progress(f"generating {patients} synthetic patients"):
+        generate(patients=patients, seed=seed, out=data, fmt="fhir-ndjson")
+    req = RunRequest(fhir=[str(data)], out=out)
+    summary = run_pipeline(req)
+    summary["synthetic_data"] = str(data)
+    summary["expected"] = str(data / "expected" / "patients.csv")
+    return summary
+
+
+def explain_patient(req: RunRequest, patient_id: str) -> str:
+    cfg = _resolve_config(req)
+    matcher = _matcher(cfg)
+    sink = EventSink()
+    source_system = _read(cfg, matcher, sink, since=None, bulk=req.bulk)
+    events, patients, _ = frames(sink)
+    if patient_id not in set(events["patient_id"]) | set(patients["patient_id"]):
+        raise ConfigError(f"patient {patient_id!r} has no records in the {source_system} source",
+                          fix="check the id against patients.csv")
+    from .cohort import explain
+
+    return explain(events, patients, patient_id, cfg.rules, matcher.mappings)
+
+
+def warehouse_status(url: str | None, config: Path | None, limit: int) -> list[str]:
+    import os
+
+    from .config import load_config
+    from .warehouse import Warehouse
+
+    cfg = load_config(config, {"warehouse": url} if url else {}, os.environ)
+    if not cfg.warehouse:
+        raise ConfigError("no warehouse given", fix="use --warehouse URL or set warehouse in the config")
+    runs = Warehouse(cfg.warehouse, cfg.warehouse_schema).runs(limit)
+    if not runs:
+        return ["no runs yet"]
+    lines = []
+    for r in runs:
+        lines.append(
+            f"{r['run_id']}  {r['status']:<8} {r['mode']:<11} {r['started_at']}  "
+            f"read={r.get('n_read')} events={r.get('n_events')} quarantined={r.get('n_quarantined')} "
+            f"changed={r.get('n_patients_changed')} {r.get('error') or ''}".rstrip()
+        )
+    return lines
