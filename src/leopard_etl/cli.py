@@ -98,13 +98,14 @@ def synth(
 ) -> None:
     """Write a synthetic multi-centre cohort with its ground truth (expected/patients.csv)."""
     from .errors import ConfigError
-    from .synth import generate
 
     formats = ("fhir-ndjson", "fhir-bundle", "omop-duckdb", "omop-csv")
     if fmt not in formats:
         raise ConfigError(f"unknown --format {fmt!r}", fix=f"use one of {', '.join(formats)}")
     if patients < 1:
-        raise ConfigError("--patients must be at least 1")
+        raise ConfigError("--patients must be at least 1", fix="pass --patients N with N >= 1")
+    from .synth import generate
+
     summary = generate(patients=patients, seed=seed, out=out, fmt=fmt, centres=centres, cdm_version=cdm_version)
     _print_summary(summary)
 
@@ -156,29 +157,19 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit codes of leopard_etl.errors; no traceback for user errors."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="leopard-etl")  # standalone: click handles usage errors and --help
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except LeopardError as exc:
         sys.stderr.write(f"leopard-etl: error: {exc}\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("leopard-etl: interrupted\n")
-        return 130
-    except SystemExit as exc:  # typer/click usage errors and --help
-        return int(exc.code or 0) if isinstance(exc.code, int) else 0
     except Exception as exc:
-        import click
+        import os
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
         sys.stderr.write(
             f"leopard-etl: internal error: {type(exc).__name__}: {exc} "
             "(please report it with the command you ran; LEOPARD_DEBUG=1 shows the traceback)\n"
         )
-        import os
-
         if os.environ.get("LEOPARD_DEBUG"):
             import traceback
 
@@ -187,9 +178,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def entry() -> None:
-    sys.exit(main())
-
-
 if __name__ == "__main__":  # pragma: no cover
-    entry()
+    sys.exit(main())
