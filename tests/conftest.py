@@ -23,3 +23,9 @@ def require_service(available: bool, reason: str, *, ci_must_run: bool = True) -
     if IN_CI and ci_must_run:
         pytest.fail(f"CI=true but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", name="require_service")
+def require_service_fixture() -> object:
+    """The same policy as a fixture, for test folders that cannot import this module."""
+    return require_service
