@@ -196,7 +196,11 @@ def derive_and_write(
     quarantine.to_csv(out / "quarantine.csv", index=False)
     with _progress("survival analysis"):
         results = compute_results(patients_csv, derivation.attrition)
+        shareable = compute_results(patients_csv, derivation.attrition, small_cell=cfg.small_cell_threshold)
+    # results.json is the spec §5 contract with exact figures (the site's own analysis);
+    # results-shareable.json shows small cells as "<k" for passing outside the site.
     write_results(results, out / "results.json")
+    write_results(shareable, out / "results-shareable.json")
     with _progress("rendering report"):
         render_report(
             results,

@@ -1,0 +1,85 @@
+"""Kaplan–Meier figures as base64 PNG, with the numbers at risk drawn under the curves.
+
+PNG embedded as a ``data:`` URI keeps report.html a single offline file: no external reference can
+appear (base64 has no ``:``), and the PNG's "Software" text chunk — which would carry
+matplotlib's web address — is dropped. The Agg backend is forced so that no display is needed.
+Numbers at risk are counts and obey the small-cell rule like every other cell of the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from leopard_etl.analysis.disclosure import count
+from leopard_etl.analysis.survival import SurvivalSample, at_risk, km_curve
+
+__all__ = ["km_figure", "risk_times"]
+
+#: Colour-blind-safe (Okabe–Ito) colours, assigned in group order.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+
+def risk_times(max_time: float) -> list[float]:
+    """Tick times for the at-risk row: every 3, 6, 12 or 24 months up to the last follow-up."""
+    for step in (3.0, 6.0, 12.0, 24.0):
+        if max_time / step <= 10:
+            break
+    return [float(t) for t in np.arange(0.0, max_time + 1e-9, step)] or [0.0]
+
+
+def km_figure(samples: Sequence[SurvivalSample], *, title: str, xlabel: str = "Months",
+              small_cell: int | None = None) -> str:
+    """KM curves (step, with censoring ticks) of each group and an at-risk table; base64 PNG.
+
+    ``title`` goes into the PNG metadata; the page shows it as the section heading.
+    """
+    longest = max((float(s.durations.max()) for s in samples if s.n), default=0.0)
+    times = risk_times(longest if longest > 0 else 12.0)
+    fig = plt.figure(figsize=(8.0, 4.6 + 0.28 * len(samples)), dpi=100)
+    grid = fig.add_gridspec(2, 1, height_ratios=[4.2, 0.3 + 0.28 * len(samples)], hspace=0.35)
+    ax = fig.add_subplot(grid[0])
+    table = fig.add_subplot(grid[1], sharex=ax)
+    for i, sample in enumerate(samples):
+        colour = PALETTE[i % len(PALETTE)]
+        curve = km_curve(sample)
+        label = f"{sample.group} (n={count(sample.n, small_cell)})"
+        ax.step(curve.times, curve.survival, where="post", color=colour, lw=1.8, label=label)
+        if len(samples) <= 3:  # more bands than that hide the curves
+            ax.fill_between(curve.times, curve.lo, curve.hi, step="post", color=colour, alpha=0.12, lw=0)
+        censored = sample.durations[~sample.events]
+        if censored.size:
+            idx = np.searchsorted(curve.times, censored, side="right") - 1
+            s_at = curve.survival[np.clip(idx, 0, None)]
+            ax.plot(censored, s_at, "|", color=colour, ms=7, mew=1.2)
+        for t, n in zip(times, at_risk(sample, times), strict=True):
+            table.text(t, len(samples) - 1 - i, str(count(n, small_cell)), ha="center", va="center",
+                       fontsize=8.5, color=colour)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, times[-1] * 1.02 if times[-1] > 0 else 1.0)
+    ax.set_ylabel("Survival probability")
+    ax.set_xticks(times)
+    ax.grid(alpha=0.25)
+    ax.legend(loc="upper right", fontsize=9, frameon=False)
+    ax.tick_params(labelbottom=True)
+    ax.set_xlabel(xlabel)
+    table.set_ylim(-0.6, len(samples) - 0.4)
+    table.set_yticks(range(len(samples)))
+    table.set_yticklabels([s.group for s in reversed(samples)], fontsize=8.5)
+    table.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
+    table.tick_params(axis="y", length=0, pad=18)
+    for spine in table.spines.values():
+        spine.set_visible(False)
+    table.set_title("Number at risk", fontsize=9, loc="left")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None, "Title": title})
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
