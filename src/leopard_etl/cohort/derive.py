@@ -1,0 +1,222 @@
+"""The driver: events in, every derived table + patients.csv + attrition out (spec §3, §5).
+
+Rows are appended per patient as each timeline is classified and then dropped, so that
+only the output rows (not the 10M input records as Python objects) stay in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from leopard_etl.config import Rules
+from leopard_etl.errors import ConfigError
+from leopard_etl.mappings import CodeMatcher, Mappings
+from leopard_etl.warehouse.schema import DERIVED_TABLES, METADATA
+
+from .attrition import PatientResult, attrition_counts, classify_patient
+from .patients_csv import CSV_COLUMNS, csv_row, report_sites
+from .timeline import Rec, iter_timelines, prepare, to_date
+
+__all__ = ["Derivation", "coded_stage_lookup", "derive", "table_rows"]
+
+SOURCE_SYSTEMS = ("fhir", "omop")
+
+
+@dataclass
+class Derivation:
+    tables: dict[str, pd.DataFrame]
+    patients_csv: pd.DataFrame
+    attrition: list[tuple[str, int]]
+    cutoff: dt.date
+
+
+def coded_stage_lookup(mappings: Mappings) -> Callable[[Rec], str | None]:
+    """Stage a code states by itself (422968005 → III) for records the adapter left without value."""
+    matcher = CodeMatcher(mappings)
+
+    def lookup(r: Rec) -> str | None:
+        return matcher.entry_stage(r.system, r.code) if r.system and r.code else None
+
+    return lookup
+
+
+def _d(day: int | None) -> dt.date | None:
+    return to_date(day) if day is not None else None
+
+
+def _ids(recs: Iterable[Rec], *extra: str | None) -> str:
+    return ";".join(sorted({r.source for r in recs} | {e for e in extra if e}))
+
+
+def table_rows(res: PatientResult, mappings: Mappings, cutoff: int) -> dict[str, list[dict[str, Any]]]:
+    """The rows this patient contributes to each derived table (without source_system)."""
+    tl, dx = res.timeline, res.diagnosis
+    pid = tl.patient_id
+    out: dict[str, list[dict[str, Any]]] = {}
+    out["patient"] = [
+        {
+            "patient_id": pid,
+            "birth_date": tl.birth_date,
+            "sex": tl.sex,
+            "in_cohort": res.in_cohort,
+            "exclusion_reason": res.exclusion,
+            "source_ids": _ids([dx.record], tl.death_source),
+        }
+    ]
+    st = res.stage
+    dx_recs = (
+        [dx.record] + ([dx.laterality_record] if dx.laterality_record else []) + ([st.record] if st else [])
+    )
+    out["diagnosis"] = [
+        {
+            "patient_id": pid,
+            "diagnosis_date": _d(dx.record.start),
+            "date_precision": dx.record.precision or "day",
+            "histology_code": f"{dx.record.system}|{dx.record.code}",
+            "laterality": dx.laterality,
+            "stage": st.value if st else None,
+            "stage_date": _d(st.record.start) if st else None,
+            "stage_iii": bool(st and st.stage_iii),
+            "source_ids": _ids(dx_recs),
+        }
+    ]
+    if res.rt is not None:
+        rt = res.rt
+        out["rt_course"] = [
+            {
+                "patient_id": pid,
+                "start_date": _d(rt.start),
+                "end_date": _d(rt.end),
+                "n_records": len(rt.records),
+                "field_sites": ";".join(sorted(rt.field_sites)) or None,
+                "source_ids": _ids(rt.records),
+            }
+        ]
+    if res.crt is not None and res.rt is not None:
+        c = res.crt
+        out["crt_course"] = [
+            {
+                "patient_id": pid,
+                "crt_type": c.crt_type,
+                "crt_start": _d(c.start),
+                "crt_end": _d(c.end),
+                "first_platinum_date": _d(c.first_platinum),
+                "protocol_deviation": c.protocol_deviation,
+                "source_ids": _ids(res.rt.records + c.platinum),
+            }
+        ]
+    if res.durvalumab is not None:
+        dv = res.durvalumab
+        out["durvalumab_course"] = [
+            {
+                "patient_id": pid,
+                "first_dose": _d(dv.first),
+                "last_dose": _d(dv.last),
+                "n_doses": dv.n_doses,
+                "days_from_crt_end": dv.days_from_crt_end,
+                "source_ids": _ids(dv.records),
+            }
+        ]
+    if res.recurrence is not None:
+        lesion_recs = [r for x in res.lesions for r in x.records]
+        out["recurrence"] = [
+            {
+                "patient_id": pid,
+                "recurrence_date": _d(res.recurrence.start),
+                "pattern": res.pattern,
+                "n_lesions": len(res.lesions),
+                "sites": ";".join(report_sites(res, mappings)) or None,
+                "field": res.field,
+                "source_ids": _ids([res.recurrence, *lesion_recs]),
+            }
+        ]
+        out["lesion"] = [
+            {
+                "patient_id": pid,
+                "lesion_key": x.key,
+                "site": mappings.report_site(x.site),
+                "laterality": x.laterality,
+                "first_date": _d(x.first_date),
+                "n_records": len(x.records),
+                "field_relation": rel,
+                "source_ids": _ids(x.records),
+            }
+            for x, rel in zip(res.lesions, res.relations, strict=True)
+        ]
+        sv = res.salvage
+        if sv is not None:
+            out["salvage_therapy"] = [
+                {
+                    "patient_id": pid,
+                    "category": sv.category,
+                    "start_date": _d(sv.start),
+                    "components": ";".join(sorted(sv.components)) or None,
+                    "source_ids": _ids([res.recurrence, *sv.records]),
+                }
+            ]
+    o = res.outcome
+    if o is not None:
+        la_src = tl.last_alive_source if o.last_alive == tl.last_alive else tl.death_source
+        drivers = [tl.death_source if o.death else None, la_src]
+        out["outcome"] = [
+            {
+                "patient_id": pid,
+                "death": o.death,
+                "death_date": _d(o.death_day),
+                "last_alive_date": _d(o.last_alive),
+                "os_months": o.os_months if res.in_cohort else None,
+                "prs_months": o.prs_months if res.in_cohort else None,
+                "cutoff": to_date(cutoff),
+                "source_ids": _ids([], *drivers),
+            }
+        ]
+    return out
+
+
+def _frame(name: str, rows: list[dict[str, Any]], source_system: str) -> pd.DataFrame:
+    cols = [c.name for c in METADATA.tables[name].columns]
+    for r in rows:
+        r["source_system"] = source_system
+    return pd.DataFrame.from_records(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+
+
+def derive(
+    events: pd.DataFrame, patients: pd.DataFrame, rules: Rules, mappings: Mappings, source_system: str
+) -> Derivation:
+    """Apply spec §3 to every patient; return the derived tables, patients.csv and attrition."""
+    if source_system not in SOURCE_SYSTEMS:
+        raise ConfigError(
+            f"unknown source system {source_system!r}", fix=f"use one of {list(SOURCE_SYSTEMS)}"
+        )
+    prep = prepare(events, patients, rules, mappings)
+    lookup = coded_stage_lookup(mappings)
+    rows: dict[str, list[dict[str, Any]]] = {t: [] for t in DERIVED_TABLES}
+    csv: list[dict[str, str]] = []
+    exclusions: list[str | None] = []
+    for tl in iter_timelines(prep):
+        res = classify_patient(tl, rules, prep.cutoff, lookup)
+        if res is None:
+            continue
+        for name, table in table_rows(res, mappings, prep.cutoff).items():
+            rows[name].extend(table)
+        csv.append(csv_row(res, mappings))
+        exclusions.append(res.exclusion)
+    attrition = attrition_counts(exclusions)
+    rows["cohort_attrition"] = [{"step_no": i + 1, "step": s, "n": n} for i, (s, n) in enumerate(attrition)]
+    tables = {
+        name: _frame(name, rows[name], source_system)
+        if name != "cohort_attrition"
+        else pd.DataFrame.from_records(rows[name], columns=["step_no", "step", "n"])
+        for name in DERIVED_TABLES
+    }
+    csv_frame = (
+        pd.DataFrame.from_records(csv, columns=list(CSV_COLUMNS))
+        if csv
+        else pd.DataFrame(columns=list(CSV_COLUMNS))
+    )
+    return Derivation(tables, csv_frame, attrition, to_date(prep.cutoff))

@@ -1,0 +1,46 @@
+"""Death, last alive and survival times (spec §3.12, decisions.md).
+
+The cutoff itself and the last-alive maximum are computed vectorised in
+:mod:`.timeline`; this module turns them into the patient's outcome so that the
+rule is readable and testable on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from leopard_etl.config import Rules
+
+__all__ = ["Outcome", "months", "outcome"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    death: bool
+    death_day: int | None
+    last_alive: int | None
+    os_months: float | None
+    prs_months: float | None
+
+
+def months(days: int, rules: Rules) -> float:
+    return days / rules.days_per_month
+
+
+def outcome(
+    death_day: int | None,
+    last_alive_day: int | None,
+    cutoff: int,
+    rules: Rules,
+    crt_start: int | None = None,
+    recurrence_day: int | None = None,
+) -> Outcome:
+    """Death only when dated ≤ cutoff (then it also counts as last alive); OS from crt_start, PRS from R."""
+    dead = death_day is not None and death_day <= cutoff
+    last = last_alive_day
+    if dead and death_day is not None:
+        last = death_day if last is None else max(last, death_day)
+    end = death_day if dead else last
+    os_m = months(end - crt_start, rules) if end is not None and crt_start is not None else None
+    prs = months(end - recurrence_day, rules) if end is not None and recurrence_day is not None else None
+    return Outcome(dead, death_day if dead else None, last, os_m, prs)
