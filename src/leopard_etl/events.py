@@ -181,6 +181,8 @@ class EventSink:
         self.stats = ReadStats()
         #: server time / change marker to resume an incremental read from
         self.watermark: str | None = None
+        #: source references of every record read (incremental runs replace these in the store)
+        self.touched: set[str] = set()
 
     def event(self, e: Event) -> None:
         self.events.append(e)

@@ -315,6 +315,8 @@ class CodeMatcher:
         self._site_prefix.sort(key=lambda t: -len(t[2]))
         self._stage_rx = re.compile(m.stage_iii_text, re.IGNORECASE)
         self._cache: dict[tuple[str, str, str | None, str | None], tuple[frozenset[str], str | None]] = {}
+        self._site_cache: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
+        self._keys_cache: dict[str, tuple[str, ...]] = {}
 
     # --- systems -----------------------------------------------------------
     def system_for_fhir(self, uri: str | None) -> str | None:
@@ -328,8 +330,11 @@ class CodeMatcher:
         return code.replace(".", "").upper() if system in self._strip else code
 
     def _keys(self, system: str) -> tuple[str, ...]:
-        fam = self._family.get(system, system)
-        return (system,) if fam == system else (system, fam)
+        hit = self._keys_cache.get(system)
+        if hit is None:
+            fam = self._family.get(system, system)
+            hit = self._keys_cache[system] = (system,) if fam == system else (system, fam)
+        return hit
 
     # --- groups ------------------------------------------------------------
     def _entries(self, system: str, code: str) -> list[GroupEntry]:
@@ -399,6 +404,15 @@ class CodeMatcher:
     # --- sites and laterality ---------------------------------------------
     def site(self, system: str, code: str, role: str = "lesion") -> tuple[str, str | None] | None:
         """(site category, laterality from a lateralised concept) of a lesion or body-site code."""
+        key3 = (system, code, role)
+        if key3 in self._site_cache:
+            return self._site_cache[key3]
+        hit = self._site(system, code, role)
+        if len(self._site_cache) < 200_000:
+            self._site_cache[key3] = hit
+        return hit
+
+    def _site(self, system: str, code: str, role: str) -> tuple[str, str | None] | None:
         for key in self._keys(system):
             hit = self._site_exact.get((role, key, code))
             if hit:

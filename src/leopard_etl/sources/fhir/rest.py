@@ -1,0 +1,284 @@
+"""FHIR REST search → events: find the NSCLC patients, then read their records page by page.
+
+Full read: the patients are those with a Condition in the ``nsclc`` code group.
+Exact codes are searched with ``Condition?code=system|code,…``; ICD-10 ``C34``
+is a *prefix* entry that exact token search cannot express, and ``:below`` on a
+token is not reliably supported (sekmet accepts it and silently matches exactly;
+R4 CapabilityStatements cannot declare modifiers). So by default, when the
+group has prefix entries, we scan all Conditions (``_elements=subject,code``,
+paged) and match client-side — the scan also finds the exact codes; pass
+``code_below=True`` for a server known to support ``:below``. Then per batch of
+patients (bounded concurrency) Patient, Condition, Procedure, Observation,
+MedicationAdministration and MedicationRequest (``_include`` of the Medication;
+a Medication the server did not include is fetched by id afterwards).
+
+Incremental read (``since``): every type with ``_lastUpdated=gt<since>``, for any
+patient; the patients and Medications those records name are fetched as well.
+The watermark is the server's time at the START of the read (``meta.lastUpdated``
+of a first search, else its ``Date`` header minus one second): a record written
+during the read is read again next time rather than missed. Deletions are not
+seen by ``_lastUpdated`` (use entered-in-error, as the spec's FHIR idioms do).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from ...errors import SourceError
+from ...events import EventSink
+from ...mappings import CodeMatcher
+from .auth import Auth
+from .fields import codings
+from .files import feed_bundle
+from .parse import EVENT_KIND, FhirRecordReader
+from .transport import HttpPolicy
+
+__all__ = ["FhirRestClient"]
+
+CLINICAL_TYPES = tuple(EVENT_KIND)
+MEDICATION_TYPES = ("MedicationAdministration", "MedicationRequest")
+URL_CODE_BUDGET = 1500  # characters of codes per search URL
+
+Page = tuple[dict[str, Any], str]
+
+
+class FhirRestClient:
+    """Read a FHIR R4 server through REST search (spec §1); see the module docstring for the strategy."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Auth | None = None,
+        timeout: float = 30,
+        max_retries: int = 5,
+        concurrency: int = 4,
+        page_size: int = 200,
+        verify: bool = True,
+        transport: httpx.BaseTransport | None = None,
+        batch_size: int = 25,
+        code_below: bool = False,
+        validate: bool = False,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        kw: dict[str, Any] = {"sleep": sleep} if sleep else {}
+        self.http = HttpPolicy(
+            auth=auth,
+            timeout=timeout,
+            max_retries=max_retries,
+            concurrency=concurrency,
+            verify=verify,
+            transport=transport,
+            **kw,
+        )
+        self.concurrency = max(1, concurrency)
+        self.page_size = page_size
+        self.batch_size = batch_size
+        self.code_below = code_below
+        self.validate = validate
+
+    def __repr__(self) -> str:
+        return f"FhirRestClient({self.base_url!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> FhirRestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- public ------------------------------------------------------------
+    def capability(self) -> dict[str, Any]:
+        """The server's CapabilityStatement; :class:`SourceError` when unreachable or not FHIR R4."""
+        try:
+            body, _ = self.http.get_json(f"{self.base_url}/metadata")
+        except SourceError as exc:
+            raise SourceError(
+                f"FHIR server {self.base_url} is unreachable or not FHIR ({exc.message})",
+                fix="check the URL (it ends with the FHIR base, e.g. /fhir)",
+            ) from None
+        if body.get("resourceType") != "CapabilityStatement":
+            raise SourceError(
+                f"{self.base_url}/metadata is not a CapabilityStatement",
+                fix="check the URL points at the FHIR base",
+            )
+        version = str(body.get("fhirVersion") or "")
+        if version and not version.startswith("4."):
+            raise SourceError(
+                f"FHIR server {self.base_url} speaks FHIR {version}, not R4",
+                fix="use the server's R4 endpoint",
+            )
+        return body
+
+    def read(self, matcher: CodeMatcher, sink: EventSink, since: str | None = None) -> None:
+        """Read into ``sink``; set ``sink.watermark`` to the server time at the start of this read."""
+        self.capability()
+        watermark = self._server_time()
+        reader = FhirRecordReader(matcher, sink, validate=self.validate)
+        if since:
+            self._read_changes(reader, since)
+        else:
+            patients = sorted(self._nsclc_patients(matcher))
+            batches = [patients[i : i + self.batch_size] for i in range(0, len(patients), self.batch_size)]
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                for pages in pool.map(self._patient_batch, batches):  # in order: a deterministic feed
+                    self._feed(reader, pages)
+        self._resolve_missing(reader)
+        reader.finish()
+        touched = getattr(sink, "touched", None)
+        if isinstance(touched, set):
+            touched |= reader.touched
+        sink.watermark = watermark
+
+    # --- steps -------------------------------------------------------------
+    def _server_time(self) -> str:
+        body, resp = self.http.get_json(f"{self.base_url}/Patient", {"_summary": "count"})
+        stamp = (body.get("meta") or {}).get("lastUpdated")
+        if isinstance(stamp, str) and stamp:
+            return stamp
+        date = resp.headers.get("Date")
+        if not date:
+            raise SourceError(
+                f"{self.base_url} gives no server time (no meta.lastUpdated, no Date header)",
+                fix="run without --since (full read)",
+            )
+        # second precision: step back one second so that nothing written in this second is missed
+        when = email.utils.parsedate_to_datetime(date) - dt.timedelta(seconds=1)
+        return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _pages(self, url: str, params: dict[str, str] | None) -> Iterator[Page]:
+        """Every page of a search, following ``link[next]``; each with its URL as location."""
+        next_url: str | None = url
+        seen: set[str] = set()
+        while next_url:
+            body, resp = self.http.get_json(next_url, params)
+            location = str(resp.url)
+            if body.get("resourceType") != "Bundle":
+                raise SourceError(
+                    f"search {url.split('?')[0]} did not return a Bundle", fix="check the server"
+                )
+            yield body, location
+            params = None
+            seen.add(next_url)
+            next_url = next(
+                (ln.get("url") for ln in body.get("link") or () if ln.get("relation") == "next"), None
+            )
+            if next_url in seen:
+                raise SourceError(
+                    f"search {url.split('?')[0]} pages loop on {next_url}", fix="report to the server"
+                )
+
+    def _search(self, rtype: str, params: dict[str, str]) -> list[Page]:
+        q = {**params, "_count": str(self.page_size)}
+        if rtype in MEDICATION_TYPES:
+            q["_include"] = f"{rtype}:medication"
+        return list(self._pages(f"{self.base_url}/{rtype}", q))
+
+    def _feed(self, reader: FhirRecordReader, pages: list[Page]) -> None:
+        for bundle, location in pages:
+            feed_bundle(reader, bundle, location)
+
+    def _nsclc_patients(self, matcher: CodeMatcher) -> set[str]:
+        entries = [e for e in matcher.mappings.entries if e.group == "nsclc"]
+        found: set[str] = set()
+        prefixes = [e for e in entries if e.match != "exact"]
+        if prefixes and not self.code_below:
+            for bundle, _ in self._pages(
+                f"{self.base_url}/Condition", {"_elements": "subject,code", "_count": str(self.page_size)}
+            ):
+                for entry in bundle.get("entry") or ():
+                    res = entry.get("resource") or {}
+                    groups, _, _ = matcher.match_any(codings(res.get("code"), matcher))
+                    pid = _patient_of(res)
+                    if "nsclc" in groups and pid:
+                        found.add(pid)
+            return found
+        tokens = [
+            f"{uri}|{code}"
+            for e in entries
+            if e.match == "exact"
+            for uri, code in _search_forms(matcher, e.system, e.code)
+        ]
+        searches = [("code", chunk) for chunk in _chunks(tokens)]
+        searches += [
+            (
+                "code:below",
+                ",".join(f"{uri}|{code}" for uri, code in _search_forms(matcher, e.system, e.code)),
+            )
+            for e in prefixes
+        ]
+        for param, value in searches:
+            for bundle, _ in self._pages(
+                f"{self.base_url}/Condition",
+                {param: value, "_elements": "subject", "_count": str(self.page_size)},
+            ):
+                found.update(
+                    p for p in (_patient_of(e.get("resource") or {}) for e in bundle.get("entry") or ()) if p
+                )
+        return found
+
+    def _patient_batch(self, patients: list[str]) -> list[Page]:
+        ids = ",".join(patients)
+        pages = self._search("Patient", {"_id": ids})
+        for rtype in CLINICAL_TYPES:
+            pages += self._search(rtype, {"patient": ids})
+        return pages
+
+    def _read_changes(self, reader: FhirRecordReader, since: str) -> None:
+        types = ("Patient", *CLINICAL_TYPES)
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            for pages in pool.map(lambda t: self._search(t, {"_lastUpdated": f"gt{since}"}), types):
+                self._feed(reader, pages)
+
+    def _resolve_missing(self, reader: FhirRecordReader) -> None:
+        """Fetch the Medications and Patients that records name but the searches did not return."""
+        for rtype, missing in (
+            ("Medication", reader.missing_medications()),
+            ("Patient", reader.missing_patients()),
+        ):
+            for i in range(0, len(missing), self.batch_size):
+                self._feed(reader, self._search(rtype, {"_id": ",".join(missing[i : i + self.batch_size])}))
+
+
+def _patient_of(res: dict[str, Any]) -> str | None:
+    ref = (res.get("subject") or {}).get("reference")
+    if isinstance(ref, str) and "Patient/" in ref:
+        return ref.rsplit("/", 1)[-1]
+    return None
+
+
+def _search_forms(matcher: CodeMatcher, system: str, code: str) -> list[tuple[str, str]]:
+    """(FHIR system URI, code as servers store it) for a mapping entry; ICD codes also with their dot."""
+    family = matcher.mappings.systems
+    uris = [
+        uri for key, info in family.items() if key == system or info.family == system for uri in info.fhir
+    ]
+    forms = [code]
+    if (
+        any(info.strip_dots for key, info in family.items() if key == system or info.family == system)
+        and len(code) > 3
+    ):
+        forms.append(f"{code[:3]}.{code[3:]}")
+    return [(uri, form) for uri in uris for form in forms]
+
+
+def _chunks(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    cur: list[str] = []
+    for t in tokens:
+        if cur and sum(len(c) + 1 for c in cur) + len(t) > URL_CODE_BUDGET:
+            out.append(",".join(cur))
+            cur = []
+        cur.append(t)
+    if cur:
+        out.append(",".join(cur))
+    return out
