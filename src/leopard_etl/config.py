@@ -10,11 +10,27 @@ written. Run settings (:class:`RunConfig`) come from a YAML/TOML file, then
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["Rules", "RunConfig"]
+from leopard_etl.errors import ConfigError
+
+__all__ = ["ENV_PREFIX", "Rules", "RunConfig", "load_config", "resolve_secret"]
+
+log = logging.getLogger(__name__)
+
+#: Environment overrides: LEOPARD_<FIELD>, nested with "__" (LEOPARD_RULES__LESION_WINDOW_DAYS).
+ENV_PREFIX = "LEOPARD_"
+#: LEOPARD_* variables that are not configuration (paths.py reads LEOPARD_HOME).
+_NOT_CONFIG = frozenset({"LEOPARD_HOME"})
 
 
 class Rules(BaseModel):
@@ -23,8 +39,12 @@ class Rules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rt_window_days: int = Field(180, description="RT course must start 0..N days after diagnosis")
-    rt_merge_gap_days: int = Field(14, description="records merge while each starts <=N days after previous end")
-    sequential_window_days: int = Field(120, description="platinum within [RT start - N, RT start) = sequential")
+    rt_merge_gap_days: int = Field(
+        14, description="records merge while each starts <=N days after previous end"
+    )
+    sequential_window_days: int = Field(
+        120, description="platinum within [RT start - N, RT start) = sequential"
+    )
     durvalumab_gap_days: int = Field(60, description="doses chain while gaps are <=N days")
     lesion_window_days: int = Field(30, description="lesions dated in [R, R+N]")
     salvage_window_days: int = Field(90, description="salvage therapies start in [R, R+N]")
@@ -38,12 +58,19 @@ class Rules(BaseModel):
     stereotactic_max_fractions: int = 8
     stereotactic_min_cgy_per_fraction: float = 500.0
     days_per_month: float = 30.4375
-    small_cell_excludes_icd: bool = Field(True, description="C34.* is not NSCLC when small-cell histology exists")
+    small_cell_excludes_icd: bool = Field(
+        True, description="C34.* is not NSCLC when small-cell histology exists"
+    )
     cutoff: dt.date | None = Field(None, description="data cutoff; default = latest date in the data")
 
 
 class RunConfig(BaseModel):
-    """Settings of one ``leopard-etl run`` (file + env overrides); filled in by the CLI."""
+    """Settings of one ``leopard-etl run``: defaults < config file < LEOPARD_* env < CLI options.
+
+    Documented field by field in docs/configuration.md. Secrets are never values here:
+    ``*_env`` fields name environment variables and ``*_file`` fields name files that
+    hold them (see :func:`resolve_secret`); URLs with an embedded password are refused.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -55,10 +82,192 @@ class RunConfig(BaseModel):
     warehouse: str | None = None
     warehouse_schema: str | None = None
     mappings_extra: list[Path] = Field(default_factory=list)
-    rules: Rules = Field(default_factory=Rules)
+    rules: Rules = Field(default_factory=lambda: Rules.model_validate({}))
     small_cell_threshold: int = 5
     quarantine_max_pct: float = 100.0
     pseudonymise_key_env: str | None = None
     bearer_token_env: str | None = None
     bearer_token_file: Path | None = None
     log_json: bool = False
+    # added with the warehouse runner
+    mode: Literal["full", "incremental"] = Field("full", description="incremental: resume from the watermark")
+    warehouse_password_env: str | None = Field(None, description="env var holding the warehouse DB password")
+    omop_password_env: str | None = Field(None, description="env var holding the OMOP DB password")
+    pseudonymise_key_file: Path | None = Field(None, description="file holding the pseudonymisation key")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("warehouse", "omop")
+    @classmethod
+    def _no_password_in_url(cls, url: str | None) -> str | None:
+        if url and "://" in url:
+            netloc = url.split("://", 1)[1].split("/", 1)[0]
+            if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
+                raise ValueError("the URL contains a password; name an env var in *_password_env instead")
+        return url
+
+    @field_validator("warehouse_schema", "cdm_schema", "vocab_schema")
+    @classmethod
+    def _identifier(cls, name: str | None) -> str | None:
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+            raise ValueError(f"{name!r} is not a plain SQL identifier (letters, digits, _)")
+        return name
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", fix="check --config / the path")
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8")
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(
+                f"config file {path} is neither YAML nor TOML", fix="name it *.yaml, *.yml or *.toml"
+            )
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}", fix="fix the file's syntax") from None
+    except Exception as err:  # yaml.YAMLError, without importing yaml at module level
+        if type(err).__module__.startswith("yaml"):
+            first = str(err).splitlines()[0]
+            message = f"config file {path} is not valid YAML: {first}"
+            raise ConfigError(message, fix="fix the file's syntax") from None
+        raise
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        message = f"config file {path} must hold a mapping of settings"
+        raise ConfigError(message, fix="see docs/config.example.yaml")
+    return data
+
+
+def _is_sequence(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    if field is None:
+        return False
+    annotation = field.annotation
+    origins = {typing.get_origin(annotation)} | {typing.get_origin(a) for a in typing.get_args(annotation)}
+    return bool(origins & {list, tuple})
+
+
+def _env_value(model: type[BaseModel], name: str, raw: str) -> Any:
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    if _is_sequence(model, name):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _env_overrides(env: Mapping[str, str], skip: set[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Nested settings from LEOPARD_* variables, and which variable set each dotted field."""
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var in _NOT_CONFIG or var in skip:
+            continue
+        path = var[len(ENV_PREFIX) :].lower().split("__")
+        model: type[BaseModel] = RunConfig
+        target = values
+        for part in path[:-1]:
+            sub = model.model_fields.get(part)
+            nested = sub.annotation if sub is not None else None
+            if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+                break
+            model = nested
+            target = target.setdefault(part, {})
+        else:
+            leaf = path[-1]
+            if leaf in model.model_fields:
+                target[leaf] = _env_value(model, leaf, env[var])
+                origin[".".join(path)] = var
+                continue
+        log.warning("ignoring environment variable %s: no such setting", var)
+    return values, origin
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: Path | None, overrides: Mapping[str, Any], env: Mapping[str, str]) -> RunConfig:
+    """Settings from ``path`` (YAML/TOML), then LEOPARD_* in ``env``, then ``overrides`` (CLI); validated.
+
+    Raises ConfigError with one line naming the bad field and where its value came from.
+    """
+    from_file = _read_file(path) if path is not None else {}
+    secret_names = {
+        str(v) for k, v in {**from_file, **overrides}.items() if k.endswith("_env") and isinstance(v, str)
+    }
+    from_env, env_origin = _env_overrides(env, secret_names)
+    merged = _merge(_merge(from_file, from_env), overrides)
+    try:
+        return RunConfig.model_validate(merged)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "config"
+        if where in env_origin:
+            origin = f"environment variable {env_origin[where]}"
+        elif _dotted_in(overrides, problem["loc"]):
+            origin = "command-line option"
+        elif path is not None and _dotted_in(from_file, problem["loc"]):
+            origin = f"config file {path}"
+        else:
+            origin = "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown setting"
+        raise ConfigError(f"{where}: {message} ({origin})", fix="see docs/configuration.md") from None
+
+
+def _dotted_in(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
+    node: Any = data
+    for part in loc:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def resolve_secret(
+    env_name: str | None, file: Path | None, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The secret held by the variable ``env_name`` (first) or the file ``file``; None when neither is set.
+
+    The value is returned, never logged; a named variable that is unset, or an unreadable
+    file, is a ConfigError naming the variable or file (not its content).
+    """
+    import os
+
+    environ = os.environ if env is None else env
+    if env_name:
+        value = environ.get(env_name)
+        if value:
+            return value
+        if file is None:
+            raise ConfigError(
+                f"environment variable {env_name} is not set", fix=f"export {env_name}=<secret>"
+            )
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip() or None
+        except OSError as err:
+            message = f"secret file {file} cannot be read ({err.strerror})"
+            raise ConfigError(message, fix="check the path") from None
+    return None
+

@@ -1,4 +1,4 @@
--- Generated from leopard_etl.warehouse.schema (schema version 1); do not edit.
+-- Generated from leopard_etl.warehouse.schema (schema version 2); do not edit.
 
 CREATE TABLE cohort_attrition (
 	step_no INTEGER NOT NULL, 
@@ -16,6 +16,12 @@ CREATE TABLE crt_course (
 	protocol_deviation VARCHAR(64), 
 	source_system VARCHAR(16) NOT NULL, 
 	source_ids TEXT NOT NULL, 
+	PRIMARY KEY (patient_id)
+);
+
+CREATE TABLE derive_pending (
+	patient_id VARCHAR(128) NOT NULL, 
+	run_id VARCHAR(64) NOT NULL, 
 	PRIMARY KEY (patient_id)
 );
 
@@ -59,6 +65,8 @@ CREATE TABLE etl_run (
 	n_out_of_scope INTEGER, 
 	n_patients_changed INTEGER, 
 	error TEXT, 
+	n_in_scope INTEGER, 
+	out_of_scope_reasons TEXT, 
 	PRIMARY KEY (run_id)
 );
 
@@ -80,8 +88,8 @@ CREATE TABLE outcome (
 	death BOOLEAN NOT NULL, 
 	death_date DATE, 
 	last_alive_date DATE, 
-	os_months FLOAT, 
-	prs_months FLOAT, 
+	os_months DOUBLE PRECISION, 
+	prs_months DOUBLE PRECISION, 
 	cutoff DATE NOT NULL, 
 	source_system VARCHAR(16) NOT NULL, 
 	source_ids TEXT NOT NULL, 
@@ -145,3 +153,41 @@ CREATE TABLE schema_version (
 	applied_at TIMESTAMP WITH TIME ZONE NOT NULL, 
 	PRIMARY KEY (version)
 );
+
+CREATE TABLE source_event (
+	source VARCHAR(512) NOT NULL, 
+	patient_id VARCHAR(128) NOT NULL, 
+	kind VARCHAR(32) NOT NULL, 
+	groups TEXT NOT NULL, 
+	system TEXT NOT NULL, 
+	code TEXT NOT NULL, 
+	start DATE NOT NULL, 
+	"end" DATE, 
+	precision VARCHAR(8) NOT NULL, 
+	site VARCHAR(32), 
+	laterality VARCHAR(16), 
+	body_site TEXT, 
+	value TEXT, 
+	lesion_id TEXT, 
+	ingredient TEXT, 
+	fractions INTEGER, 
+	dose_cgy DOUBLE PRECISION, 
+	content_hash VARCHAR(64) NOT NULL, 
+	run_id VARCHAR(64) NOT NULL, 
+	PRIMARY KEY (source)
+);
+
+CREATE INDEX ix_source_event_patient ON source_event (patient_id);
+
+CREATE TABLE source_patient (
+	patient_id VARCHAR(128) NOT NULL, 
+	birth_date DATE, 
+	sex VARCHAR(16), 
+	death_date DATE, 
+	source VARCHAR(512) NOT NULL, 
+	content_hash VARCHAR(64) NOT NULL, 
+	run_id VARCHAR(64) NOT NULL, 
+	PRIMARY KEY (patient_id)
+);
+
+INSERT INTO schema_version (version, applied_at) VALUES (2, CURRENT_TIMESTAMP);

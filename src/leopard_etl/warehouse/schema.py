@@ -9,6 +9,12 @@ classification back to the FHIR resources or OMOP rows it came from.
 
 Derived tables are keyed by ``patient_id`` (plus a natural sub-key), which is what
 the warehouse swaps or merges on; ``etl_run`` / ``quarantine`` are the run log.
+``source_event`` / ``source_patient`` (added in version 2) are the event store: the
+normalised events of the last runs, keyed by their source reference with a content
+hash, so an incremental run knows which patients changed and derivation can be
+re-run from the warehouse without re-reading the source. ``derive_pending`` holds the
+patients whose events changed until their derived rows are replaced, so a run that
+dies between storing events and loading derived tables is caught up by the next.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Float,
+    Double,
+    Index,
     Integer,
     MetaData,
     String,
@@ -29,12 +36,13 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable
 
-__all__ = ["DERIVED_TABLES", "METADATA", "SCHEMA_VERSION", "render_ddl"]
+__all__ = ["DERIVED_TABLES", "EVENT_STORE_TABLES", "METADATA", "SCHEMA_VERSION", "render_ddl"]
 
-#: Bump when a table or column changes; the warehouse migrates from the previous one.
-SCHEMA_VERSION = 1
+#: Bump when a table or column changes; the warehouse migrates from the previous one
+#: (``leopard_etl.warehouse.migrate``). 1: first release; 2: event store + etl_run counts.
+SCHEMA_VERSION = 2
 
 METADATA = MetaData()
 
@@ -149,8 +157,8 @@ outcome = Table(
     Column("death", Boolean, nullable=False),
     Column("death_date", Date),
     Column("last_alive_date", Date),
-    Column("os_months", Float),
-    Column("prs_months", Float),
+    Column("os_months", Double),
+    Column("prs_months", Double),
     Column("cutoff", Date, nullable=False),
     *_prov(),
 )
@@ -190,6 +198,50 @@ etl_run = Table(
     Column("n_out_of_scope", Integer),
     Column("n_patients_changed", Integer),
     Column("error", Text),
+    # version 2
+    Column("n_in_scope", Integer),
+    Column("out_of_scope_reasons", Text, comment="JSON object reason -> count"),
+)
+
+_HASH = String(64)
+
+source_event = Table(
+    "source_event",
+    METADATA,
+    Column("source", String(512), primary_key=True, comment="fhir:Condition/abc, omop:measurement/42"),
+    Column("patient_id", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("groups", Text, nullable=False),
+    Column("system", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("start", Date, nullable=False),
+    Column("end", Date),
+    Column("precision", String(8), nullable=False),
+    Column("site", String(32)),
+    Column("laterality", String(16)),
+    Column("body_site", Text),
+    Column("value", Text),
+    Column("lesion_id", Text),
+    Column("ingredient", Text),
+    Column("fractions", Integer),
+    Column("dose_cgy", Double),
+    Column("content_hash", _HASH, nullable=False, comment="sha256 of the event's canonical text"),
+    Column("run_id", String(64), nullable=False, comment="run that last wrote the row"),
+    comment="Event store (leopard_etl.events.Event), one row per source record",
+)
+Index("ix_source_event_patient", source_event.c.patient_id)
+
+source_patient = Table(
+    "source_patient",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("birth_date", Date),
+    Column("sex", String(16)),
+    Column("death_date", Date),
+    Column("source", String(512), nullable=False),
+    Column("content_hash", _HASH, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    comment="Event store (leopard_etl.events.PatientRecord)",
 )
 
 schema_version = Table(
@@ -197,6 +249,14 @@ schema_version = Table(
     METADATA,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+derive_pending = Table(
+    "derive_pending",
+    METADATA,
+    Column("patient_id", String(128), primary_key=True),
+    Column("run_id", String(64), nullable=False, comment="run whose events changed the patient"),
+    comment="Patients whose stored events changed but whose derived rows are not yet replaced",
 )
 
 #: Tables re-derived by each run (keyed by patient_id), in dependency-free load order.
@@ -213,26 +273,36 @@ DERIVED_TABLES: tuple[str, ...] = (
     "cohort_attrition",
 )
 
+#: The event store (normalised source records), keyed by ``source`` / ``patient_id``.
+EVENT_STORE_TABLES: tuple[str, ...] = ("source_event", "source_patient", "derive_pending")
+
 
 def _dialect(name: str) -> Dialect:
     if name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        return postgresql.dialect()  # type: ignore[no-untyped-call]
+        return postgresql.dialect()
     if name == "duckdb":
         from duckdb_engine import Dialect as DuckDialect
 
-        return DuckDialect()  # type: ignore[no-any-return]
+        return DuckDialect()
     raise ValueError(f"no DDL rendering for dialect {name!r}")
 
 
 def render_ddl(dialect: str) -> str:
     """CREATE TABLE statements of the whole schema for one dialect, deterministic."""
     d = _dialect(dialect)
-    parts = [f"-- Generated from leopard_etl.warehouse.schema (schema version {SCHEMA_VERSION}); do not edit.\n"]
+    header = f"-- Generated from leopard_etl.warehouse.schema (schema version {SCHEMA_VERSION})"
+    parts = [header + "; do not edit.\n"]
     for table in METADATA.sorted_tables:
         ddl = str(CreateTable(table).compile(dialect=d)).strip()
         parts.append(ddl + ";\n")
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            parts.append(str(CreateIndex(index).compile(dialect=d)).strip() + ";\n")
+    # A warehouse created from this file says which version it is (the tool migrates from it).
+    parts.append(
+        f"INSERT INTO schema_version (version, applied_at) VALUES ({SCHEMA_VERSION}, CURRENT_TIMESTAMP);\n"
+    )
     return "\n".join(parts)
 
 

@@ -1,0 +1,151 @@
+"""The event store: normalised source records kept between runs, so runs can be incremental.
+
+Each event is stored under its stable source reference with a sha256 of its content.
+Writing a batch tells which patients changed — a new or different event, an event
+that moved to another patient, a deleted or entered-in-error record — and only those
+patients need re-deriving. In ``full`` mode the batch is the whole source, so stored
+records missing from it are deletions; in ``incremental`` mode the batch holds the
+changed records only and deletions are passed explicitly (source references of
+events, or of patients, whose events go with them).
+
+Changed patients are also recorded in ``derive_pending`` in the same transaction and
+cleared when their derived rows are replaced; the set returned includes patients
+still pending from an earlier run that died before its derived load committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import pandas as pd
+import pyarrow as pa
+from sqlalchemy import Connection, Table, text
+
+from leopard_etl.events import EVENT_COLUMNS, PATIENT_COLUMNS
+from leopard_etl.warehouse.bulk import content_hashes, drop_stage, quote_ident, stage, to_arrow
+from leopard_etl.warehouse.schema import source_event, source_patient
+
+__all__ = ["load_store", "write_store"]
+
+Qualify = Callable[[str], str]
+
+
+def _batch(df: pd.DataFrame, table: Table, key: str, columns: tuple[str, ...], run_id: str) -> pa.Table:
+    """Typed batch with hash and run id; a key seen twice keeps its last row (later version wins)."""
+    if len(df):
+        df = df.drop_duplicates(subset=[key], keep="last")
+    data = to_arrow(df, table, columns)
+    hashes = content_hashes(data)
+    data = data.append_column("content_hash", pa.array(hashes, pa.string()))
+    return data.append_column("run_id", pa.array([run_id] * data.num_rows, pa.string()))
+
+
+def _ids(conn: Connection, sql: str) -> set[str]:
+    return {str(v) for row in conn.exec_driver_sql(sql) for v in row if v is not None}
+
+
+def _merge(conn: Connection, target: str, key: str, batch: str, cols: list[str]) -> set[str]:
+    """Upsert changed/new rows of ``batch`` into ``target``; patient ids touched (old and new owner)."""
+    k = quote_ident(key)
+    changed = _ids(
+        conn,
+        f"SELECT s.patient_id, t.patient_id FROM {batch} s LEFT JOIN {target} t ON t.{k} = s.{k}"
+        f" WHERE t.{k} IS NULL OR t.content_hash <> s.content_hash",
+    )
+    conn.exec_driver_sql(
+        f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {batch} s"
+        f" WHERE s.{k} = {target}.{k} AND s.content_hash <> {target}.content_hash)"
+    )
+    names = ", ".join(quote_ident(c) for c in cols)
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({names}) SELECT {names} FROM {batch} s"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{k} = s.{k})"
+    )
+    return changed
+
+
+def _delete_where(conn: Connection, target: str, condition: str) -> set[str]:
+    gone = _ids(conn, f"SELECT patient_id FROM {target} WHERE {condition}")
+    if gone:
+        conn.exec_driver_sql(f"DELETE FROM {target} WHERE {condition}")
+    return gone
+
+
+def write_store(
+    conn: Connection,
+    q: Qualify,
+    events: pd.DataFrame,
+    patients: pd.DataFrame,
+    *,
+    run_id: str,
+    full: bool,
+    deleted: Iterable[str],
+) -> set[str]:
+    """Apply one read to the store inside the caller's transaction; returns the changed patient ids."""
+    ev, pt = q("source_event"), q("source_patient")
+    ev_in = _batch(events, source_event, "source", EVENT_COLUMNS, run_id)
+    pt_in = _batch(patients, source_patient, "patient_id", PATIENT_COLUMNS, run_id)
+    gone = pa.table({"source": pa.array(sorted(set(deleted)), pa.string())})
+    ev_batch = stage(conn, "_leopard_in_event", ev_in)
+    pt_batch = stage(conn, "_leopard_in_patient", pt_in)
+    gone_batch = stage(conn, "_leopard_gone", gone)
+    try:
+        changed = _merge(conn, ev, "source", ev_batch, [c.name for c in source_event.columns])
+        changed |= _merge(conn, pt, "patient_id", pt_batch, [c.name for c in source_patient.columns])
+        if full:
+            changed |= _delete_where(
+                conn, ev, f"NOT EXISTS (SELECT 1 FROM {ev_batch} s WHERE s.source = {ev}.source)"
+            )
+            changed |= _delete_where(
+                conn, pt, f"NOT EXISTS (SELECT 1 FROM {pt_batch} s WHERE s.patient_id = {pt}.patient_id)"
+            )
+        # Explicit deletions (and in full mode the same: a deleted record may still be in the batch).
+        gone_patients = f"SELECT p.patient_id FROM {pt} p JOIN {gone_batch} g ON g.source = p.source"
+        changed |= _delete_where(
+            conn, ev, f"source IN (SELECT source FROM {gone_batch}) OR patient_id IN ({gone_patients})"
+        )
+        changed |= _delete_where(conn, pt, f"source IN (SELECT source FROM {gone_batch})")
+        changed |= _mark_pending(conn, q("derive_pending"), changed, run_id)
+    finally:
+        for ident in (ev_batch, pt_batch, gone_batch):
+            drop_stage(conn, ident)
+    return changed
+
+
+def _mark_pending(conn: Connection, target: str, changed: set[str], run_id: str) -> set[str]:
+    """Record ``changed`` as awaiting derivation; returns every pending patient (earlier runs included)."""
+    fresh = pa.table({"patient_id": pa.array(sorted(changed), pa.string())})
+    batch = stage(conn, "_leopard_pending", fresh)
+    try:
+        conn.exec_driver_sql(f"DELETE FROM {target} WHERE patient_id IN (SELECT patient_id FROM {batch})")
+        insert = f"INSERT INTO {target} (patient_id, run_id) SELECT patient_id, :run_id FROM {batch}"
+        conn.execute(text(insert), {"run_id": run_id})
+    finally:
+        drop_stage(conn, batch)
+    return _ids(conn, f"SELECT patient_id FROM {target}")
+
+
+
+def load_store(
+    conn: Connection, q: Qualify, patient_ids: Iterable[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events, patients) frames with EVENT_COLUMNS / PATIENT_COLUMNS, dates as ``datetime.date``."""
+    ids_batch = None
+    where = ""
+    if patient_ids is not None:
+        ids = pa.table({"patient_id": pa.array(sorted(set(patient_ids)), pa.string())})
+        ids_batch = stage(conn, "_leopard_ids", ids)
+        where = f" WHERE patient_id IN (SELECT patient_id FROM {ids_batch})"
+    try:
+        frames = []
+        for target, columns, order in (
+            (q("source_event"), EVENT_COLUMNS, "patient_id, source"),
+            (q("source_patient"), PATIENT_COLUMNS, "patient_id"),
+        ):
+            names = ", ".join(quote_ident(c) for c in columns)
+            rows = conn.exec_driver_sql(f"SELECT {names} FROM {target}{where} ORDER BY {order}").all()
+            frames.append(pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(columns)))
+    finally:
+        if ids_batch is not None:
+            drop_stage(conn, ids_batch)
+    return frames[0], frames[1]

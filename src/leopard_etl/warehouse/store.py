@@ -1,0 +1,275 @@
+"""The warehouse: the only writer of LEOPARD data, on DuckDB (default, a file) or PostgreSQL.
+
+One :class:`Warehouse` per run. It creates or migrates the schema, keeps the event
+store that makes runs incremental, replaces the derived tables atomically, keeps
+the run log, and holds the lock that keeps two runs apart. Every write is one
+transaction on a bulk path (``leopard_etl.warehouse.bulk``), so a run killed at any
+point leaves the previous complete state visible and the same input loaded twice
+gives the same contents.
+
+``checkpoint`` is called with a name at each step of a write (``deleted:lesion``,
+``inserted:lesion``, ``commit`` …); it does nothing by default, and crash tests use
+it to stop a loading process at a chosen point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import Connection, create_engine, exc, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from leopard_etl.errors import ConfigError, LockHeldError, SourceError
+from leopard_etl.events import Quarantined
+from leopard_etl.privacy import redact_source
+from leopard_etl.warehouse import runs as runlog
+from leopard_etl.warehouse.bulk import bulk_insert, quote_ident, to_arrow
+from leopard_etl.warehouse.derived import replace_tables
+from leopard_etl.warehouse.eventstore import load_store, write_store
+from leopard_etl.warehouse.lock import file_lock, postgres_lock
+from leopard_etl.warehouse.migrate import current_version, migrate_connection
+from leopard_etl.warehouse.schema import METADATA, quarantine
+
+__all__ = ["Warehouse"]
+
+log = logging.getLogger(__name__)
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DEFAULT_SCHEMA = {"duckdb": "main", "postgresql": "public"}
+_MAX_RECORD = 4000
+
+
+def _noop(_point: str) -> None:
+    return None
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise ConfigError(
+            f"warehouse URL {redact_source(url)!r} is not a database URL",
+            fix="use duckdb:///path/leopard.duckdb or postgresql+psycopg://user@host/db",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend != "duckdb":
+        raise ConfigError(
+            f"unsupported warehouse database {backend!r}", fix="use a duckdb:/// or postgresql+psycopg:// URL"
+        )
+    return parsed
+
+
+class Warehouse:
+    """LEOPARD warehouse at ``url`` (SQLAlchemy URL), tables in ``schema`` (default: main / public)."""
+
+    def __init__(
+        self, url: str, schema: str | None = None, *, checkpoint: Callable[[str], None] | None = None
+    ) -> None:
+        parsed = _parse_url(url)
+        self.dialect: Literal["duckdb", "postgresql"] = (
+            "postgresql" if parsed.get_backend_name() == "postgresql" else "duckdb"
+        )
+        if schema is not None and not _IDENT.match(schema):
+            raise ConfigError(
+                f"warehouse schema {schema!r} is not a plain identifier",
+                fix="use lower-case letters, digits and _ (at most 63, not starting with a digit)",
+            )
+        self.schema = schema or _DEFAULT_SCHEMA[self.dialect]
+        self.url = parsed
+        self._checkpoint = checkpoint or _noop
+        self._lock_path: Path | None = None
+        if self.dialect == "duckdb":
+            db = parsed.database or ":memory:"
+            if db != ":memory:":
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+                self._lock_path = Path(db + ".lock")
+            pool = {"poolclass": StaticPool} if db == ":memory:" else {}
+            self._engine = create_engine(parsed, **pool)
+        else:
+            self._engine = create_engine(parsed, pool_pre_ping=True)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def q(self, table: str) -> str:
+        """Quoted, schema-qualified table name for raw SQL."""
+        return f"{quote_ident(self.schema)}.{quote_ident(table)}"
+
+    def _connect(self) -> Connection:
+        try:
+            conn = self._engine.connect()
+        except exc.DBAPIError as err:
+            first = str(err.orig or err).splitlines()[0]
+            if self.dialect == "duckdb" and "lock" in first.lower():
+                raise LockHeldError(
+                    f"warehouse database {self.url.database} is open in another process",
+                    fix="wait for the other leopard-etl run to finish",
+                ) from None
+            raise SourceError(
+                f"warehouse unreachable ({redact_source(str(self.url))}): {first}",
+                fix="check --warehouse / LEOPARD_WAREHOUSE and that the database server is up",
+            ) from None
+        return conn.execution_options(schema_translate_map={None: self.schema})
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._connect() as conn, conn.begin():
+            yield conn
+
+    @staticmethod
+    def _now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- schema and lock ------------------------------------------------------------------------
+    def migrate(self) -> tuple[int | None, int]:
+        """Create the schema or upgrade it to SCHEMA_VERSION, in one transaction; returns (from, to)."""
+        with self._tx() as conn:
+            if self.schema != _DEFAULT_SCHEMA[self.dialect]:
+                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+            before, after = migrate_connection(conn, self.schema, self.q, self._now())
+        if before != after:
+            log.info("warehouse schema %s: version %s -> %s", self.schema, before, after)
+        return before, after
+
+    def version(self) -> int | None:
+        with self._tx() as conn:
+            return current_version(conn, self.schema)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive run lock; raises LockHeldError at once when another run holds it."""
+        if self.dialect == "postgresql":
+            with postgres_lock(self._connect, self.schema):
+                yield
+        elif self._lock_path is not None:
+            with file_lock(self._lock_path):
+                yield
+        else:  # in-memory DuckDB: private to this process
+            yield
+
+    # -- event store ------------------------------------------------------------------------------
+    def upsert_events(
+        self,
+        events: pd.DataFrame,
+        patients: pd.DataFrame,
+        *,
+        run_id: str,
+        full: bool = False,
+        deleted: Iterable[str] = (),
+    ) -> set[str]:
+        """Store one read (EVENT_COLUMNS / PATIENT_COLUMNS frames); returns ids of patients that changed.
+
+        ``full``: the frames are the whole source (stored records absent from them are deleted).
+        ``deleted``: source references deleted / entered-in-error at the source (events or patients).
+        """
+        with self._tx() as conn:
+            changed = write_store(conn, self.q, events, patients, run_id=run_id, full=full, deleted=deleted)
+            self._checkpoint("events:commit")
+        log.info("event store: %d events in, %d patients changed", len(events), len(changed))
+        return changed
+
+    def load_events(self, patient_ids: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(events_df, patients_df) from the store, all patients or only ``patient_ids``."""
+        with self._tx() as conn:
+            return load_store(conn, self.q, patient_ids)
+
+    # -- derived tables ---------------------------------------------------------------------------
+    def replace_derived(
+        self, tables: Mapping[str, pd.DataFrame], patient_ids: Iterable[str] | None = None
+    ) -> dict[str, int]:
+        """Full replace of every derived table, or (``patient_ids``) of those patients' rows; atomic."""
+        with self._tx() as conn:
+            counts = replace_tables(conn, self.q, tables, patient_ids, self._checkpoint)
+            self._checkpoint("commit")
+        self._checkpoint("committed")
+        log.info("derived tables replaced (%s): %s", "full" if patient_ids is None else "incremental", counts)
+        return counts
+
+    def read_table(self, name: str) -> pd.DataFrame:
+        """A whole warehouse table, ordered by its primary key (or all columns)."""
+        table = METADATA.tables.get(name)
+        if table is None:
+            raise ValueError(f"no table {name!r} in the LEOPARD schema")
+        order = [c.name for c in (table.primary_key.columns or table.columns)]
+        cols = ", ".join(quote_ident(c.name) for c in table.columns)
+        with self._tx() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT {cols} FROM {self.q(name)} ORDER BY {', '.join(quote_ident(c) for c in order)}"
+            ).all()
+        return pd.DataFrame.from_records([tuple(r) for r in rows], columns=[c.name for c in table.columns])
+
+    # -- run log ------------------------------------------------------------------------------------
+    def begin_run(self, source: str, source_system: str, mode: str) -> str:
+        """Open a run (status ``running``); earlier runs still ``running`` are marked failed (abandoned)."""
+        if mode not in ("full", "incremental"):
+            raise ConfigError(f"run mode {mode!r} is not full or incremental", fix="use full or incremental")
+        now = self._now()
+        run_id = runlog.new_run_id(now)
+        with self._tx() as conn:
+            abandoned = runlog.abandon_running(conn, now)
+            runlog.insert_run(conn, run_id, redact_source(source), source_system, mode, now)
+        if abandoned:
+            log.warning("marked %d abandoned run(s) as failed", abandoned)
+        log.info("run %s started (%s, %s)", run_id, source_system, mode)
+        return run_id
+
+    def end_run(
+        self,
+        run_id: str,
+        status: Literal["ok", "failed"],
+        counts: Mapping[str, Any] | None = None,
+        watermark: str | None = None,
+        n_patients_changed: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Close a run with its counts (ReadStats.as_dict() shape, plus ``events``) and watermark."""
+        with self._tx() as conn:
+            runlog.finish_run(
+                conn,
+                run_id,
+                status=status,
+                counts=counts or {},
+                watermark=watermark,
+                n_patients_changed=n_patients_changed,
+                error=error,
+                now=self._now(),
+            )
+        log.info("run %s ended: %s", run_id, status)
+
+    def last_watermark(self, source: str) -> str | None:
+        """Watermark of the latest successful run of ``source`` (compared after redaction)."""
+        with self._tx() as conn:
+            return runlog.last_watermark(conn, redact_source(source))
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Latest runs first, as dicts of etl_run columns (for ``leopard-etl status``)."""
+        with self._tx() as conn:
+            return runlog.list_runs(conn, limit)
+
+    def write_quarantine(self, run_id: str, rows: Iterable[Quarantined | Mapping[str, Any]]) -> int:
+        """Append quarantined records of a run (bulk); returns how many."""
+        data = to_arrow(runlog.quarantine_frame(run_id, rows, _MAX_RECORD), quarantine)
+        with self._tx() as conn:
+            return bulk_insert(conn, self.q("quarantine"), data)
+
+    def ping(self) -> None:
+        """Raise SourceError when the warehouse cannot be reached."""
+        with self._tx() as conn:
+            conn.execute(text("SELECT 1"))
