@@ -24,12 +24,20 @@ app = typer.Typer(
 
 FhirOpt = Annotated[
     list[str] | None,
-    typer.Option("--fhir", help="FHIR source: NDJSON/Bundle file or folder, or a server base URL (repeatable)."),
+    typer.Option(
+        "--fhir", help="FHIR source: NDJSON/Bundle file or folder, or a server base URL (repeatable)."
+    ),
 ]
-OmopOpt = Annotated[str | None, typer.Option("--omop", help="OMOP CDM SQLAlchemy URL, e.g. duckdb:///cdm.duckdb")]
+OmopOpt = Annotated[
+    str | None, typer.Option("--omop", help="OMOP CDM SQLAlchemy URL, e.g. duckdb:///cdm.duckdb")
+]
 CdmSchemaOpt = Annotated[str | None, typer.Option("--cdm-schema", help="Schema of the CDM clinical tables.")]
-VocabSchemaOpt = Annotated[str | None, typer.Option("--vocab-schema", help="Schema of concept/concept_ancestor.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML/TOML config file (see docs/configuration.md).")]
+VocabSchemaOpt = Annotated[
+    str | None, typer.Option("--vocab-schema", help="Schema of concept/concept_ancestor.")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML/TOML config file (see docs/configuration.md).")
+]
 
 
 @app.command()
@@ -39,8 +47,12 @@ def run(
     cdm_schema: CdmSchemaOpt = None,
     vocab_schema: VocabSchemaOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default ./leopard-out).")] = None,
-    warehouse: Annotated[str | None, typer.Option("--warehouse", help="Warehouse SQLAlchemy URL to load.")] = None,
-    cutoff: Annotated[str | None, typer.Option("--cutoff", help="Data cutoff YYYY-MM-DD (default: latest date).")] = None,
+    warehouse: Annotated[
+        str | None, typer.Option("--warehouse", help="Warehouse SQLAlchemy URL to load.")
+    ] = None,
+    cutoff: Annotated[
+        str | None, typer.Option("--cutoff", help="Data cutoff YYYY-MM-DD (default: latest date).")
+    ] = None,
     config: ConfigOpt = None,
     incremental: Annotated[
         bool, typer.Option("--incremental", help="Read only what changed since the last successful run.")
@@ -51,7 +63,7 @@ def run(
     ] = None,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON log lines.")] = False,
 ) -> None:
-    """Read a source, derive the cohort, write patients.csv, results.json, report.html (and load a warehouse)."""
+    """Read a source, derive the cohort, write patients.csv, results.json, report.html (+ warehouse)."""
     from .pipeline import RunRequest, run_pipeline
 
     req = RunRequest(
@@ -106,7 +118,9 @@ def synth(
         raise ConfigError("--patients must be at least 1", fix="pass --patients N with N >= 1")
     from .synth import generate
 
-    summary = generate(patients=patients, seed=seed, out=out, fmt=fmt, centres=centres, cdm_version=cdm_version)
+    summary = generate(
+        patients=patients, seed=seed, out=out, fmt=fmt, centres=centres, cdm_version=cdm_version
+    )
     _print_summary(summary)
 
 
@@ -124,8 +138,12 @@ def explain(
     from .pipeline import RunRequest, explain_patient
 
     req = RunRequest(
-        fhir=list(fhir or []), omop=omop, cdm_schema=cdm_schema, vocab_schema=vocab_schema,
-        cutoff=cutoff, config=config,
+        fhir=list(fhir or []),
+        omop=omop,
+        cdm_schema=cdm_schema,
+        vocab_schema=vocab_schema,
+        cutoff=cutoff,
+        config=config,
     )
     typer.echo(explain_patient(req, patient_id))
 

@@ -20,11 +20,11 @@ from typing import Literal, NamedTuple
 
 __all__ = [
     "EVENT_COLUMNS",
-    "EventSink",
     "KINDS",
     "PATIENT_COLUMNS",
     "QUARANTINE_COLUMNS",
     "Event",
+    "EventSink",
     "PatientRecord",
     "Precision",
     "Quarantined",
@@ -183,6 +183,8 @@ class EventSink:
         self.watermark: str | None = None
         #: source references of every record read (incremental runs replace these in the store)
         self.touched: set[str] = set()
+        #: source references deleted / entered-in-error at the source (incremental runs remove them)
+        self.deleted: list[str] = []
 
     def event(self, e: Event) -> None:
         self.events.append(e)

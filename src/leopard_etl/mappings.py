@@ -122,11 +122,13 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
     files: list[Path] = []
     for d in dirs:
         if not d.is_dir():
-            raise ConfigError(f"mappings folder {d} does not exist", fix="check the mappings path in the config")
+            raise ConfigError(
+                f"mappings folder {d} does not exist", fix="check the mappings path in the config"
+            )
         files.extend(sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")))
     systems: dict[str, SystemInfo] = {}
     raw: list[tuple[Path, dict[str, Any]]] = [(f, _read_yaml(f)) for f in files]
-    for f, data in raw:
+    for _f, data in raw:
         for key, info in (data.get("systems") or {}).items():
             systems[key] = SystemInfo(
                 key=key,
@@ -137,7 +139,9 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
                 by_concept_id=bool(info.get("by_concept_id", False)),
             )
     if not systems:
-        raise ConfigError("no systems.yaml found among the mapping files", fix="restore mappings/systems.yaml")
+        raise ConfigError(
+            "no systems.yaml found among the mapping files", fix="restore mappings/systems.yaml"
+        )
     families = {s.family for s in systems.values()} | set(systems)
     m = Mappings(
         systems=systems,
@@ -238,8 +242,12 @@ def _validate(m: Mappings) -> None:
         if key in seen and (seen[key].values == e.values):
             prev = seen[key]
             if prev.ingredient != e.ingredient or prev.stage != e.stage:
-                raise _fail(e.file, f"{e.system} {e.code} appears twice in group {e.group} with different meaning "
-                            f"(also in {prev.file})", "keep one entry")
+                raise _fail(
+                    e.file,
+                    f"{e.system} {e.code} appears twice in group {e.group} with different meaning "
+                    f"(also in {prev.file})",
+                    "keep one entry",
+                )
         seen[key] = e
         by_code.setdefault((e.system, e.code, e.match), []).append(e)
     for (system, code, _match), es in by_code.items():
@@ -247,8 +255,11 @@ def _validate(m: Mappings) -> None:
         for pair in EXCLUSIVE_GROUPS:
             if pair <= groups:
                 files = sorted({e.file for e in es})
-                raise _fail(", ".join(files), f"{system} {code} is in conflicting groups {sorted(pair)}",
-                            "a code can be in only one of these groups")
+                raise _fail(
+                    ", ".join(files),
+                    f"{system} {code} is in conflicting groups {sorted(pair)}",
+                    "a code can be in only one of these groups",
+                )
         ingredients = {e.ingredient for e in es if e.ingredient}
         if len(ingredients) > 1:
             raise _fail(es[0].file, f"{system} {code} maps to several ingredients {sorted(ingredients)}")
@@ -256,8 +267,11 @@ def _validate(m: Mappings) -> None:
     for site, system, code, match, role, _lat in m.sites:
         k = (system, code, match, role)
         if k in site_keys and site_keys[k] != site:
-            raise _fail("sites", f"{system} {code} is in two site categories ({site_keys[k]}, {site})",
-                        "a code can name one site only")
+            raise _fail(
+                "sites",
+                f"{system} {code} is in two site categories ({site_keys[k]}, {site})",
+                "a code can name one site only",
+            )
         site_keys[k] = site
     for g, meta in m.group_meta.items():
         for inc in meta.get("includes", []) or []:

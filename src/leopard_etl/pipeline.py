@@ -21,10 +21,21 @@ from .events import EVENT_COLUMNS, PATIENT_COLUMNS, QUARANTINE_COLUMNS, EventSin
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .cohort import Derivation
     from .config import RunConfig
     from .mappings import CodeMatcher
 
-__all__ = ["RunRequest", "explain_patient", "run_demo", "run_pipeline", "warehouse_status"]
+__all__ = [
+    "RunRequest",
+    "check_quarantine",
+    "derive_and_write",
+    "explain_patient",
+    "frames",
+    "run_demo",
+    "run_pipeline",
+    "warehouse_status",
+    "write_outputs",
+]
 
 log = logging.getLogger("leopard_etl")
 
@@ -65,13 +76,17 @@ def _resolve_config(req: RunRequest) -> RunConfig:
         try:
             cutoff = dt.date.fromisoformat(req.cutoff)
         except ValueError:
-            raise ConfigError(f"--cutoff {req.cutoff!r} is not a date", fix="write it as YYYY-MM-DD") from None
+            raise ConfigError(
+                f"--cutoff {req.cutoff!r} is not a date", fix="write it as YYYY-MM-DD"
+            ) from None
         overrides["rules"] = {"cutoff": cutoff}
     if req.json_logs:
         overrides["log_json"] = True
     cfg = load_config(req.config, overrides, os.environ)
     if bool(cfg.fhir) == bool(cfg.omop):
-        raise ConfigError("give exactly one source", fix="use --fhir PATH_OR_URL ... or --omop SQLALCHEMY_URL")
+        raise ConfigError(
+            "give exactly one source", fix="use --fhir PATH_OR_URL ... or --omop SQLALCHEMY_URL"
+        )
     return cfg
 
 
@@ -101,9 +116,9 @@ def _fhir_auth(cfg: RunConfig) -> Any:
     token = resolve_secret(cfg.bearer_token_env, cfg.bearer_token_file)
     if not token:
         return None
-    from .sources.fhir.auth import BearerAuth
+    from .sources.fhir.auth import BearerToken
 
-    return BearerAuth(token)
+    return BearerToken(token)
 
 
 def frames(sink: EventSink) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -148,14 +163,14 @@ def run_pipeline(req: RunRequest) -> dict[str, Any]:
     sink = EventSink()
     with _progress("reading source"):
         source_system = _read(cfg, matcher, sink, since=None, bulk=req.bulk)
-    _check_quarantine(cfg, sink)
+    check_quarantine(cfg, sink)
     events, patients, quarantine = frames(sink)
     summary = derive_and_write(cfg, matcher, events, patients, quarantine, source_system)
     summary.update({f"source_{k}": v for k, v in sink.stats.as_dict().items() if k != "out_of_scope_reasons"})
     return summary
 
 
-def _check_quarantine(cfg: RunConfig, sink: EventSink) -> None:
+def check_quarantine(cfg: RunConfig, sink: EventSink) -> None:
     read = max(sink.stats.read, 1)
     pct = 100.0 * sink.stats.quarantined / read
     if pct > cfg.quarantine_max_pct:
@@ -174,22 +189,35 @@ def derive_and_write(
     quarantine: pd.DataFrame,
     source_system: str,
 ) -> dict[str, Any]:
-    """Derive the cohort and write patients.csv, results.json, report.html, quarantine.csv."""
-    from .analysis.results import compute_results, write_results
+    """Derive the cohort from events, then write the outputs."""
     from .cohort import derive
-    from .report.html import render_report
 
     with _progress("deriving cohort"):
         derivation = derive(events, patients, cfg.rules, matcher.mappings, source_system)
+    summary = write_outputs(cfg, derivation, quarantine, source_system)
+    summary["events"] = len(events)
+    return summary
+
+
+def write_outputs(
+    cfg: RunConfig, derivation: Derivation, quarantine: pd.DataFrame, source_system: str
+) -> dict[str, Any]:
+    """Write patients.csv, results.json (+ shareable), report.html and quarantine.csv."""
+    from .analysis.results import compute_results, write_results
+    from .report.html import render_report
+
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     patients_csv = derivation.patients_csv
     tables = derivation.tables
-    key = _pseudonym_key(cfg)
-    if key is not None:
-        from .privacy import pseudonymise
+    if cfg.pseudonymise_key_env:
+        import os
 
-        pseudo = pseudonymise({"patients_csv": patients_csv, **tables}, key)
+        from .privacy import key_from_env, pseudonymise
+
+        pseudo = pseudonymise(
+            {"patients_csv": patients_csv, **tables}, key_from_env(cfg.pseudonymise_key_env, os.environ)
+        )
         patients_csv = pseudo.pop("patients_csv")
         tables = pseudo
     patients_csv.to_csv(out / "patients.csv", index=False)
@@ -215,24 +243,9 @@ def derive_and_write(
         "cohort": results.get("n_cohort"),
         "recurrences": results.get("recurrence", {}).get("n"),
         "cutoff": derivation.cutoff.isoformat(),
-        "events": len(events),
         "quarantined": len(quarantine),
         "out": str(out),
     }
-
-
-def _pseudonym_key(cfg: RunConfig) -> bytes | None:
-    if not cfg.pseudonymise_key_env:
-        return None
-    import os
-
-    value = os.environ.get(cfg.pseudonymise_key_env)
-    if not value:
-        raise ConfigError(
-            f"pseudonymisation is on but ${cfg.pseudonymise_key_env} is empty",
-            fix=f"export {cfg.pseudonymise_key_env}=<secret key> or remove pseudonymise_key_env",
-        )
-    return value.encode()
 
 
 def run_demo(out: Path, patients: int, seed: int) -> dict[str, Any]:
@@ -256,8 +269,10 @@ def explain_patient(req: RunRequest, patient_id: str) -> str:
     source_system = _read(cfg, matcher, sink, since=None, bulk=req.bulk)
     events, patients, _ = frames(sink)
     if patient_id not in set(events["patient_id"]) | set(patients["patient_id"]):
-        raise ConfigError(f"patient {patient_id!r} has no records in the {source_system} source",
-                          fix="check the id against patients.csv")
+        raise ConfigError(
+            f"patient {patient_id!r} has no records in the {source_system} source",
+            fix="check the id against patients.csv",
+        )
     from .cohort import explain
 
     return explain(events, patients, patient_id, cfg.rules, matcher.mappings)

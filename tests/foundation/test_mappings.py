@@ -112,10 +112,15 @@ def test_site_file_adds_local_codes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("format_version: 1\ngroups:\n  durvalumab:\n    entries:\n      - {system: rxnorm, code: '1547545'}\n",
-         "conflicting groups"),
-        ("format_version: 1\ngroups:\n  chemo:\n    entries:\n      - {system: nosuch, code: '1'}\n",
-         "unknown code system"),
+        (
+            "format_version: 1\ngroups:\n  durvalumab:\n    entries:\n"
+            "      - {system: rxnorm, code: '1547545'}\n",
+            "conflicting groups",
+        ),
+        (
+            "format_version: 1\ngroups:\n  chemo:\n    entries:\n      - {system: nosuch, code: '1'}\n",
+            "unknown code system",
+        ),
         ("format_version: 2\n", "format_version"),
         ("format_version: 1\nsites:\n  liver:\n    - {system: icd10, code: C7931}\n", "two site categories"),
         ("groups: [oops\n", "invalid YAML"),

@@ -109,4 +109,5 @@ def test_bad_source_is_one_line_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("leopard-etl: error: cannot connect"), proc.stderr

@@ -60,9 +60,9 @@ def run_with_warehouse(
         try:
             read(cfg, matcher, sink, since=since, bulk=bulk)
             wh.write_quarantine(run_id, sink.quarantined)
-            pipeline._check_quarantine(cfg, sink)
+            pipeline.check_quarantine(cfg, sink)
             events, patients, quarantine = pipeline.frames(sink)
-            deleted = list(getattr(sink, "deleted", ()))
+            deleted = _deleted_sources(sink, events, patients) if since is not None else []
             changed = wh.upsert_events(events, patients, run_id=run_id, full=since is None, deleted=deleted)
             all_events, all_patients = wh.load_events()
             derivation = derive(all_events, all_patients, cfg.rules, matcher.mappings, source_system)
@@ -72,13 +72,7 @@ def run_with_warehouse(
                 wh.replace_derived(derivation.tables, patient_ids=changed)
             else:
                 wh.replace_derived(derivation.tables)
-            write_outputs = getattr(pipeline, "write_outputs", None)
-            if write_outputs is not None:
-                summary = write_outputs(cfg, derivation, quarantine, source_system)
-            else:
-                summary = pipeline.derive_and_write(
-                    cfg, matcher, all_events, all_patients, quarantine, source_system
-                )
+            summary = pipeline.write_outputs(cfg, derivation, quarantine, source_system)
         except BaseException as err:
             counts = {**sink.stats.as_dict(), "events": len(sink.events)}
             wh.end_run(run_id, "failed", counts, error=f"{type(err).__name__}: {err}")
@@ -87,3 +81,11 @@ def run_with_warehouse(
         wh.end_run(run_id, "ok", counts, watermark=sink.watermark, n_patients_changed=len(changed))
     summary.update({"run_id": run_id, "mode": mode, "since": since, "patients_changed": len(changed)})
     return dict(summary)
+
+
+def _deleted_sources(sink: EventSink, events: Any, patients: Any) -> list[str]:
+    """Records this incremental read saw that no longer yield anything (entered-in-error, refuted,
+    out of scope now) or that the source reported deleted: their stored events must go."""
+    kept = set(events["source"]) | set(patients["source"])
+    gone = {ref for ref in sink.touched if ref not in kept and not ref.startswith("fhir:Medication/")}
+    return sorted(gone | set(sink.deleted))
