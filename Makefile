@@ -29,7 +29,7 @@ test: setup $(SEKMET_VENV)/.installed
 	SEKMET_BIN=$(abspath $(SEKMET_VENV))/bin/sekmet $(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 bench: setup
