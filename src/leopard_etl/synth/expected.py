@@ -15,33 +15,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..cohort.patients_csv import CSV_COLUMNS
 from .calibration import MONTH_DAYS
 from .truth import Fact, TruthPatient
 
 __all__ = ["COLUMNS", "cutoff_of", "expected_row", "expected_rows", "record_groups"]
 
-COLUMNS = (
-    "patient_id",
-    "in_cohort",
-    "exclusion_reason",
-    "stage",
-    "crt_type",
-    "crt_start",
-    "crt_end",
-    "durvalumab_start",
-    "durvalumab_doses",
-    "recurrence",
-    "recurrence_date",
-    "pattern",
-    "n_lesions",
-    "sites",
-    "field",
-    "salvage",
-    "death",
-    "last_alive_date",
-    "os_months",
-    "prs_months",
-)
+#: The output contract (spec §5) is defined once, with the classifier's writer; only the
+#: column list is shared — the rules here stay an independent implementation.
+COLUMNS = CSV_COLUMNS
 
 _INGREDIENT_GROUPS = {
     "cisplatin": {"platinum", "chemo"},

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from ...errors import ConfigError, SourceError
+from .cdm import CDM_TABLES, VOCAB_TABLES
 
 __all__ = ["CdmLayout", "check_identifier", "describe_url", "inspect_cdm", "open_engine", "table_prefix"]
 
@@ -26,18 +27,9 @@ __all__ = ["CdmLayout", "check_identifier", "describe_url", "inspect_cdm", "open
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 #: Tables spec §1 needs in the CDM schema (episode tables are optional, v5.4).
-REQUIRED_CDM = (
-    "person",
-    "observation_period",
-    "death",
-    "condition_occurrence",
-    "procedure_occurrence",
-    "drug_exposure",
-    "measurement",
-    "observation",
-)
 OPTIONAL_CDM = ("episode", "episode_event")
-REQUIRED_VOCAB = ("concept", "concept_ancestor")
+REQUIRED_CDM = tuple(t for t in CDM_TABLES if t not in OPTIONAL_CDM)
+REQUIRED_VOCAB = VOCAB_TABLES
 
 
 def check_identifier(name: str | None, what: str) -> str | None:
