@@ -67,19 +67,21 @@ def test_omop_duckdb_reproduces_ground_truth(tmp_path: Path, seed: int, cdm_vers
     _assert_same(out / "patients.csv", data / "expected" / "patients.csv")
 
 
-def test_omop_postgres_reproduces_ground_truth(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("seed", [11, 29])
+def test_omop_postgres_reproduces_ground_truth(tmp_path: Path, pg_url: str, seed: int) -> None:
     import sqlalchemy as sa
 
     from leopard_etl.synth import load_omop_csv
 
     data = tmp_path / "data"
-    generate(patients=N_PATIENTS, seed=11, out=data, fmt="omop-csv")
+    generate(patients=N_PATIENTS, seed=seed, out=data, fmt="omop-csv")
+    schema = f"cdm_{seed}"
     engine = sa.create_engine(pg_url)
     with engine.begin() as conn:
-        load_omop_csv(conn, data, cdm_schema="cdm", vocab_schema="vocab")
+        load_omop_csv(conn, data, cdm_schema=schema, vocab_schema=schema)
     engine.dispose()
     out = tmp_path / "out"
-    run_pipeline(RunRequest(omop=pg_url, cdm_schema="cdm", vocab_schema="vocab", out=out))
+    run_pipeline(RunRequest(omop=pg_url, cdm_schema=schema, vocab_schema=schema, out=out))
     _assert_same(out / "patients.csv", data / "expected" / "patients.csv")
 
 
@@ -111,3 +113,29 @@ def test_bad_source_is_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("leopard-etl: error: cannot connect"), proc.stderr
+
+
+def test_explain_names_the_records_behind_each_call(tmp_path: Path) -> None:
+    """`leopard-etl explain` on a recurrent cohort patient cites the records that drove the calls."""
+    data = tmp_path / "data"
+    generate(patients=60, seed=5, out=data, fmt="fhir-ndjson")
+    expected = _read(data / "expected" / "patients.csv")
+    row = expected[(expected["recurrence"] == "true") & (expected["n_lesions"] != "0")].iloc[0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "leopard_etl.cli", "explain", row["patient_id"], "--fhir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout
+    assert row["recurrence_date"] in text
+    assert row["pattern"] in text and row["field"] in text and row["salvage"] in text
+    assert "fhir:Condition/" in text  # lesions are traced to their source resources
+    missing = subprocess.run(
+        [sys.executable, "-m", "leopard_etl.cli", "explain", "no-such-patient", "--fhir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no-such-patient" in missing.stderr
