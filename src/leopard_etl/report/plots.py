@@ -44,7 +44,7 @@ def km_figure(samples: Sequence[SurvivalSample], *, title: str, xlabel: str = "M
     """
     longest = max((float(s.durations.max()) for s in samples if s.n), default=0.0)
     times = risk_times(longest if longest > 0 else 12.0)
-    fig = plt.figure(figsize=(8.0, 4.6 + 0.28 * len(samples)), dpi=100)
+    fig = plt.figure(figsize=(9.6, 4.6 + 0.28 * len(samples)), dpi=100)
     grid = fig.add_gridspec(2, 1, height_ratios=[4.2, 0.3 + 0.28 * len(samples)], hspace=0.35)
     ax = fig.add_subplot(grid[0])
     table = fig.add_subplot(grid[1], sharex=ax)
@@ -68,7 +68,8 @@ def km_figure(samples: Sequence[SurvivalSample], *, title: str, xlabel: str = "M
     ax.set_ylabel("Survival probability")
     ax.set_xticks(times)
     ax.grid(alpha=0.25)
-    ax.legend(loc="upper right", fontsize=9, frameon=False)
+    # outside the axes: curves fill the whole plot area, a legend inside hides them
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     ax.tick_params(labelbottom=True)
     ax.set_xlabel(xlabel)
     table.set_ylim(-0.6, len(samples) - 0.4)
