@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 #: Environment overrides: LEOPARD_<FIELD>, nested with "__" (LEOPARD_RULES__LESION_WINDOW_DAYS).
 ENV_PREFIX = "LEOPARD_"
 #: LEOPARD_* variables that are not configuration (paths.py reads LEOPARD_HOME).
-_NOT_CONFIG = frozenset({"LEOPARD_HOME"})
+#: LEOPARD_* variables that are not settings (paths, debugging, test hooks).
+_NOT_CONFIG = frozenset({"LEOPARD_HOME", "LEOPARD_DEBUG", "LEOPARD_PAUSE_AT"})
 
 
 class Rules(BaseModel):

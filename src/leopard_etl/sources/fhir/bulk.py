@@ -182,6 +182,7 @@ def read_bulk_export(dest: Path, matcher: CodeMatcher, sink: EventSink, *, valid
         for path in sorted(errors.glob("*.ndjson")):
             _quarantine_issues(reader, path)
     reader.finish()
+    sink.touched |= reader.touched  # an incremental run removes what was read but yields nothing now
     manifest = dest / MANIFEST_NAME
     if manifest.is_file():
         stamp = orjson.loads(manifest.read_bytes()).get("transactionTime")
