@@ -33,11 +33,19 @@ __all__ = [
     "frames",
     "run_demo",
     "run_pipeline",
+    "run_spooled",
     "warehouse_status",
     "write_outputs",
 ]
 
 log = logging.getLogger("leopard_etl")
+
+#: derived tables and columns the file outputs use (the report's age, sex and durvalumab
+#: timing); a spooled run keeps only these, the warehouse gets every table from its own derivation
+REPORT_TABLES: dict[str, tuple[str, ...]] = {
+    "patient": ("patient_id", "birth_date", "sex"),
+    "durvalumab_course": ("patient_id", "days_from_crt_end"),
+}
 
 
 @dataclass
@@ -160,13 +168,40 @@ def run_pipeline(req: RunRequest) -> dict[str, Any]:
         from .warehouse.runner import run_with_warehouse
 
         return run_with_warehouse(cfg, matcher, incremental=req.incremental, bulk=req.bulk, read=_read)
-    sink = EventSink()
-    with _progress("reading source"):
-        source_system = _read(cfg, matcher, sink, since=None, bulk=req.bulk)
-    check_quarantine(cfg, sink)
-    events, patients, quarantine = frames(sink)
-    summary = derive_and_write(cfg, matcher, events, patients, quarantine, source_system)
-    summary.update({f"source_{k}": v for k, v in sink.stats.as_dict().items() if k != "out_of_scope_reasons"})
+    return run_spooled(cfg, matcher, bulk=req.bulk)
+
+
+def run_spooled(
+    cfg: RunConfig, matcher: CodeMatcher, *, bulk: bool = False, partition_rows: int | None = None
+) -> dict[str, Any]:
+    """A file-output run in bounded memory: read into a spool on disk, derive partition by partition.
+
+    Memory stays flat as the input grows (only patients.csv-sized data is held); the
+    outputs are the same as :func:`derive_and_write` over :func:`frames` of a plain sink.
+    """
+    import tempfile
+
+    from .spool import PARTITION_ROWS, EventSpool, derive_spooled
+
+    with tempfile.TemporaryDirectory(prefix="leopard-spool-") as tmp:
+        spool = EventSpool(Path(tmp))
+        with _progress("reading source"):
+            source_system = _read(cfg, matcher, spool, since=None, bulk=bulk)
+        spool.close()
+        check_quarantine(cfg, spool)
+        with _progress("deriving cohort"):
+            derivation = derive_spooled(
+                spool,
+                cfg.rules,
+                matcher.mappings,
+                source_system,
+                partition_rows=partition_rows or PARTITION_ROWS,
+                tables=REPORT_TABLES,
+            )
+        summary = write_outputs(cfg, derivation, spool.quarantine_csv, source_system)
+    summary["events"] = spool.n_events
+    stats = spool.stats.as_dict()
+    summary.update({f"source_{k}": v for k, v in stats.items() if k != "out_of_scope_reasons"})
     return summary
 
 
@@ -200,9 +235,13 @@ def derive_and_write(
 
 
 def write_outputs(
-    cfg: RunConfig, derivation: Derivation, quarantine: pd.DataFrame, source_system: str
+    cfg: RunConfig, derivation: Derivation, quarantine: pd.DataFrame | Path, source_system: str
 ) -> dict[str, Any]:
-    """Write patients.csv, results.json (+ shareable), report.html and quarantine.csv."""
+    """Write patients.csv, results.json (+ shareable), report.html and quarantine.csv.
+
+    ``quarantine`` is the frame of quarantined records, or a CSV file of them already in
+    the output format (a spooled run), which is copied.
+    """
     from .analysis.results import compute_results, write_results
     from .report.html import render_report
 
@@ -221,7 +260,14 @@ def write_outputs(
         patients_csv = pseudo.pop("patients_csv")
         tables = pseudo
     patients_csv.to_csv(out / "patients.csv", index=False)
-    quarantine.to_csv(out / "quarantine.csv", index=False)
+    if isinstance(quarantine, Path):
+        import shutil
+
+        shutil.copyfile(quarantine, out / "quarantine.csv")
+        n_quarantined = _csv_rows(quarantine)
+    else:
+        quarantine.to_csv(out / "quarantine.csv", index=False)
+        n_quarantined = len(quarantine)
     with _progress("survival analysis"):
         results = compute_results(patients_csv, derivation.attrition)
         shareable = compute_results(patients_csv, derivation.attrition, small_cell=cfg.small_cell_threshold)
@@ -243,9 +289,16 @@ def write_outputs(
         "cohort": results.get("n_cohort"),
         "recurrences": results.get("recurrence", {}).get("n"),
         "cutoff": derivation.cutoff.isoformat(),
-        "quarantined": len(quarantine),
+        "quarantined": n_quarantined,
         "out": str(out),
     }
+
+
+def _csv_rows(path: Path) -> int:
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        return max(0, sum(1 for _ in csv.reader(fh)) - 1)
 
 
 def run_demo(out: Path, patients: int, seed: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ only the output rows (not the 10M input records as Python objects) stay in memor
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from .attrition import PatientResult, attrition_counts, classify_patient
 from .patients_csv import CSV_COLUMNS, csv_row, report_sites
 from .timeline import Rec, iter_timelines, prepare, to_date
 
-__all__ = ["Derivation", "coded_stage_lookup", "derive", "table_rows"]
+__all__ = ["Derivation", "coded_stage_lookup", "derive", "merge_derivations", "table_rows"]
 
 SOURCE_SYSTEMS = ("fhir", "omop")
 
@@ -220,3 +220,54 @@ def derive(
         else pd.DataFrame(columns=list(CSV_COLUMNS))
     )
     return Derivation(tables, csv_frame, attrition, to_date(prep.cutoff))
+
+
+def _attrition_table(attrition: list[tuple[str, int]]) -> pd.DataFrame:
+    rows = [{"step_no": i + 1, "step": s, "n": n} for i, (s, n) in enumerate(attrition)]
+    return pd.DataFrame.from_records(rows, columns=["step_no", "step", "n"])
+
+
+def _python_values(column: pd.Series) -> list[Any]:
+    """The values ``from_records`` saw: NaN of a float column was None."""
+    if column.dtype.kind == "f":
+        return [None if v != v else v for v in column.tolist()]
+    return list(column.tolist() if column.dtype != object else column.to_numpy())
+
+
+def _concat_rows(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Row-concatenate per-partition frames, sorted by patient_id, with the dtypes one frame would get.
+
+    Each partition's dtypes were inferred from its own rows (a column all None in one
+    partition is ``object``, float with NaN in another); where they disagree the column is
+    re-inferred from the Python values, as ``DataFrame.from_records`` over all rows would.
+    """
+    filled = [f for f in frames if len(f)]
+    if not filled:
+        return frames[0].iloc[0:0].copy() if frames else pd.DataFrame()
+    out = pd.concat(filled, ignore_index=True)
+    for name in out.columns:
+        if len({f[name].dtype for f in filled}) > 1:
+            values = [v for f in filled for v in _python_values(f[name])]
+            out[name] = pd.Series(values, index=out.index)
+    if "patient_id" in out.columns:
+        out = out.sort_values("patient_id", kind="stable", ignore_index=True)
+    return out
+
+
+def merge_derivations(parts: Sequence[Derivation], cutoff: dt.date) -> Derivation:
+    """One :class:`Derivation` from derivations of disjoint patient sets under the same cutoff.
+
+    Rows are ordered by patient_id as :func:`derive` orders them; attrition counts add up.
+    A table missing from some part (dropped to save memory) is merged from the parts that have it.
+    """
+    if any(p.cutoff != cutoff for p in parts):
+        raise ConfigError("partitions were derived with different cutoffs", fix="derive them with one cutoff")
+    steps = [s for s, _ in attrition_counts([])]
+    totals = [sum(dict(p.attrition).get(s, 0) for p in parts) for s in steps]
+    attrition = list(zip(steps, totals, strict=True))
+    names = [n for n in DERIVED_TABLES if n != "cohort_attrition" and any(n in p.tables for p in parts)]
+    tables = {n: _concat_rows([p.tables[n] for p in parts if n in p.tables]) for n in names}
+    tables["cohort_attrition"] = _attrition_table(attrition)
+    tables = {n: tables[n] for n in DERIVED_TABLES if n in tables}
+    csv = _concat_rows([p.patients_csv for p in parts]) if parts else pd.DataFrame(columns=list(CSV_COLUMNS))
+    return Derivation(tables, csv, attrition, cutoff)

@@ -38,7 +38,7 @@ def read_fhir_files(
     paths: Sequence[Path], matcher: CodeMatcher, sink: EventSink, *, validate: bool = False
 ) -> None:
     """Read NDJSON / Bundle files and directories of them into ``sink`` (spec §1)."""
-    reader = FhirRecordReader(matcher, sink, validate=validate)
+    reader = FhirRecordReader(matcher, sink, validate=validate, track_touched=False)  # no one reads it
     given = {Path(p) for p in paths}
     for path in expand_paths(paths):
         feed_file(reader, path, found_in_folder=path not in given)

@@ -73,17 +73,23 @@ class _Bad(Exception):
 class FhirRecordReader:
     """Feed resources with :meth:`feed`, call :meth:`finish` once at the end of the input."""
 
-    def __init__(self, matcher: CodeMatcher, sink: EventSink, *, validate: bool = False) -> None:
+    def __init__(
+        self, matcher: CodeMatcher, sink: EventSink, *, validate: bool = False, track_touched: bool = True
+    ) -> None:
         self.matcher = matcher
         self.sink = sink
         self.validate = validate
         self._patients: set[str] = set()
         #: Medication id → its codings (resolved references, kept for the whole read: Medications are few)
         self._medications: dict[str, list[tuple[str, str]]] = {}
-        self._wait_medication: dict[str, list[tuple[dict[str, Any], str, UrnIndex | None]]] = {}
+        #: records waiting for their Medication, kept as JSON text (a quarter of a parsed dict's memory;
+        #: not orjson's bytes, which reserve 4 KiB each)
+        self._wait_medication: dict[str, list[tuple[str, str, UrnIndex | None]]] = {}
         self._wait_patient: dict[str, list[tuple[Event, str]]] = {}
-        #: every ``fhir:Type/id`` read (an incremental consumer replaces these records)
+        #: every ``fhir:Type/id`` read (an incremental consumer replaces these records); it grows
+        #: with the input, so a reader nobody asks (files) leaves it empty: ``track_touched=False``
         self.touched: set[str] = set()
+        self.track_touched = track_touched
 
     # --- entry points ------------------------------------------------------
     def bad_record(self, location: str, reason: str, raw: str | bytes) -> None:
@@ -114,9 +120,9 @@ class FhirRecordReader:
     def finish(self) -> None:
         """Quarantine what is still waiting for a Medication or a Patient that never came."""
         for med_id, waiting in self._wait_medication.items():
-            for res, location, _urns in waiting:
+            for raw, location, _urns in waiting:
                 self.sink.stats.read += 1  # was uncounted while waiting
-                self._quarantine(location, f"reference to unknown Medication/{med_id}", res)
+                self._quarantine(location, f"reference to unknown Medication/{med_id}", raw)
         self._wait_medication.clear()
         for pid, events in self._wait_patient.items():
             for e, location in events:
@@ -136,7 +142,8 @@ class FhirRecordReader:
         if rtype not in READ_TYPES:
             self.sink.stats.skip(f"resource type {rtype} not read")
             return
-        self.touched.add(f"fhir:{rtype}/{rid}")
+        if self.track_touched:
+            self.touched.add(f"fhir:{rtype}/{rid}")
         if self.validate:
             _validate(res)
         if rtype == "Patient":
@@ -165,8 +172,8 @@ class FhirRecordReader:
     def _medication(self, res: dict[str, Any], rid: str) -> None:
         self._medications[rid] = codings(res.get("code"), self.matcher)
         self.sink.stats.skip("Medication (resolves medicationReference)")
-        for waiting, location, urns in self._wait_medication.pop(rid, ()):
-            self.feed(waiting, location, urns)
+        for raw, location, urns in self._wait_medication.pop(rid, ()):
+            self.feed(orjson.loads(raw), location, urns)
 
     def _clinical(
         self, res: dict[str, Any], rtype: str, rid: str, location: str, urns: UrnIndex | None
@@ -262,7 +269,7 @@ class FhirRecordReader:
         if mid in self._medications:
             return self._medications[mid]
         self.sink.stats.read -= 1  # counted again when it is fed back
-        self._wait_medication.setdefault(mid, []).append((res, location, urns))
+        self._wait_medication.setdefault(mid, []).append((orjson.dumps(res).decode(), location, urns))
         return None
 
     # --- output ------------------------------------------------------------
