@@ -22,13 +22,18 @@ import yaml
 from .errors import ConfigError
 from .paths import mappings_dir
 
-__all__ = ["FORMAT_VERSION", "CodeMatcher", "GroupEntry", "Mappings", "load_mappings"]
+__all__ = ["FORMAT_VERSION", "SCREENING_GROUPS", "CodeMatcher", "GroupEntry", "Mappings", "load_mappings"]
+
+#: Groups whose records can screen a patient in (spec §2 "nsclc": SNOMED codes, and ICD-10
+#: C34.* unless small-cell histology); readers push these down to find the patients.
+SCREENING_GROUPS: frozenset[str] = frozenset({"nsclc", "nsclc_icd"})
 
 FORMAT_VERSION = 1
 
 #: Groups that one code may never belong to together (a contradiction, not an overlap).
 EXCLUSIVE_GROUPS: tuple[frozenset[str], ...] = (
     frozenset({"nsclc", "small_cell"}),
+    frozenset({"nsclc_icd", "small_cell"}),
     frozenset({"durvalumab", "immunotherapy"}),
     frozenset({"durvalumab", "chemo"}),
     frozenset({"durvalumab", "targeted"}),
@@ -76,7 +81,7 @@ class Mappings:
     laterality_qualifiers: dict[tuple[str, str], str]
     stage_values: dict[tuple[str, str], str]
     stage_iii_text: str
-    cancer_modifier_stage_iii_name: str
+    cancer_modifier_stage_name: str
     files: list[str] = field(default_factory=list)
     #: internal site -> category written to outputs (peritoneum -> other)
     site_report_as: dict[str, str] = field(default_factory=dict)
@@ -152,7 +157,7 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
         laterality_qualifiers={},
         stage_values={},
         stage_iii_text=r"^(stage\s*)?(III|3)[ABC]?$",
-        cancer_modifier_stage_iii_name=r"(?i)stage (3|III)\b",
+        cancer_modifier_stage_name=r"(?i)\bstage\s*(IV|III|II|I|[0-4])([A-C]\d?)?\b",
         files=[str(f.name) for f in files],
     )
 
@@ -220,8 +225,8 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
             m.stage_values[(sysk, _code(item.get("code"), name).upper())] = str(item["stage"])
         if "stage_iii_text" in data:
             m.stage_iii_text = str(data["stage_iii_text"])
-        if "cancer_modifier_stage_iii_name" in data:
-            m.cancer_modifier_stage_iii_name = str(data["cancer_modifier_stage_iii_name"])
+        if "cancer_modifier_stage_name" in data:
+            m.cancer_modifier_stage_name = str(data["cancer_modifier_stage_name"])
     _validate(m)
     return m
 
@@ -279,9 +284,11 @@ def _validate(m: Mappings) -> None:
                 raise _fail("groups", f"group {g} includes unknown group {inc!r}")
     try:
         re.compile(m.stage_iii_text, re.IGNORECASE)
-        re.compile(m.cancer_modifier_stage_iii_name)
+        cm = re.compile(m.cancer_modifier_stage_name)
     except re.error as exc:
         raise _fail("stage.yaml", f"bad regular expression: {exc}") from None
+    if cm.groups < 1:
+        raise _fail("stage.yaml", "cancer_modifier_stage_name needs a group for the stage (then the letter)")
 
 
 class CodeMatcher:
@@ -328,6 +335,7 @@ class CodeMatcher:
                 self._site_exact[(role, system, code)] = (site, lat)
         self._site_prefix.sort(key=lambda t: -len(t[2]))
         self._stage_rx = re.compile(m.stage_iii_text, re.IGNORECASE)
+        self._cm_stage_rx = re.compile(m.cancer_modifier_stage_name)
         self._cache: dict[tuple[str, str, str | None, str | None], tuple[frozenset[str], str | None]] = {}
         self._site_cache: dict[tuple[str, str, str], tuple[str, str | None] | None] = {}
         self._keys_cache: dict[str, tuple[str, ...]] = {}
@@ -448,22 +456,37 @@ class CodeMatcher:
 
     # --- stage -------------------------------------------------------------
     def stage_value(self, system: str | None, code: str | None, text: str | None) -> str | None:
-        """Normalised stage (``IIIA``, ``III``, ``II``, ``IV`` …) from a coded or text value."""
+        """Normalised stage (``IIIA``, ``III``, ``II``, ``IV`` …) from a coded or text value.
+
+        Text is stage III only when it matches ``stage_iii_text`` (spec §2); other text is
+        normalised for stages I/II/IV but a III-like text outside the pattern is kept as
+        recorded, so it never counts as stage III.
+        """
         if system and code:
             hit = self.mappings.stage_values.get((system, code.strip().upper()))
             if hit:
                 return hit
             if system == "ajcc":
-                return _normalise_stage_text(code)
+                return self._text_stage(code)
         if text:
-            return _normalise_stage_text(text)
+            return self._text_stage(text)
         return None
+
+    def _text_stage(self, text: str) -> str | None:
+        norm = _normalise_stage_text(text)
+        if norm and norm.startswith("III") and not self._stage_rx.match(text.strip()):
+            return " ".join(text.strip().upper().split())
+        return norm
 
     def is_stage_iii_text(self, text: str) -> bool:
         return bool(self._stage_rx.match(text.strip()))
 
-    def cancer_modifier_stage_iii(self, concept_name: str) -> bool:
-        return bool(re.search(self.mappings.cancer_modifier_stage_iii_name, concept_name))
+    def cancer_modifier_stage(self, concept_name: str) -> str | None:
+        """The stage an OMOP Cancer Modifier concept name names (``AJCC/UICC Stage 3A`` → ``IIIA``)."""
+        mo = self._cm_stage_rx.search(concept_name)
+        if not mo:
+            return None
+        return _normalise_stage_text(mo.group(1) + (mo.group(2) or ""))
 
 
 def _normalise_stage_text(text: str) -> str | None:

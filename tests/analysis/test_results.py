@@ -85,11 +85,14 @@ def test_small_cells_are_suppressed_in_results(tmp_path: Path) -> None:
     assert json.loads(out.read_text(encoding="utf-8")) == res
 
 
-def test_negative_time_is_refused_with_patient_id() -> None:
+def test_negative_time_is_left_out_with_a_warning_naming_the_patient() -> None:
+    """A death before crt_start (contradictory source data) must not stop the analysis."""
     frame = tiny()
     frame.loc[frame["patient_id"] == "p03", "os_months"] = "-1.00"
-    with pytest.raises(ConfigError, match="p03"):
-        compute_results(frame, ATTRITION)
+    res = compute_results(frame, ATTRITION)
+    jsonschema.validate(res, SCHEMA)
+    assert any("p03" in w and "negative os_months" in w for w in res["warnings"])
+    assert res["n_cohort"] == 9  # still counted in the cohort, only not in the survival fits
 
 
 def test_missing_group_gives_nulls_and_named_warnings() -> None:

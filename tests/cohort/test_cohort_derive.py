@@ -23,15 +23,20 @@ def _patient(pid: str, death: int | None = None) -> PatientRecord:
 def test_small_cell_excludes_icd_c34_but_not_snomed_nsclc(mappings):
     icd = dict(system="icd10cm", code="C3411")
     evs = [
-        ev("icd_sc", 0, "nsclc", **icd),
+        ev("icd_sc", 0, "nsclc_icd", **icd),
         ev("icd_sc", 1, "small_cell"),
         ev("snomed_sc", 0, "nsclc"),
         ev("snomed_sc", 1, "small_cell"),
-        ev("icd_only", 0, "nsclc", **icd),
+        ev("icd_only", 0, "nsclc_icd", **icd),
+        # one record coded both ways counts whatever coding came first (its groups are the union)
+        ev("dual_sc", 0, "nsclc;nsclc_icd", **icd),
+        ev("dual_sc", 1, "small_cell"),
+        # a small-cell Condition that also carries C34.90 does not screen the patient in
+        ev("sc_c34", 0, "nsclc_icd;small_cell", system="snomed", code="254632001"),
     ]
     d = run(evs, mappings)
-    assert list(d.patients_csv["patient_id"]) == ["icd_only", "snomed_sc"]
-    assert d.attrition[0] == ("nsclc", 2)
+    assert list(d.patients_csv["patient_id"]) == ["dual_sc", "icd_only", "snomed_sc"]
+    assert d.attrition[0] == ("nsclc", 3)
 
 
 def test_diagnosis_is_earliest_counting_record_with_precision_and_later_laterality(mappings):

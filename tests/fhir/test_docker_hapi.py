@@ -15,7 +15,6 @@ import orjson
 import pytest
 from fhir_samples import small_cohort
 
-from conftest import require_service
 from leopard_etl.events import EventSink
 from leopard_etl.mappings import CodeMatcher, load_mappings
 from leopard_etl.sources.fhir import FhirRestClient, read_fhir_files
@@ -44,7 +43,9 @@ def _hapi_up(url: str) -> bool:
         return False
 
 
-def test_hapi_rest_read_equals_file_read(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_hapi_rest_read_equals_file_read(
+    request: pytest.FixtureRequest, tmp_path: Path, require_service: Any
+) -> None:
     require_service(docker_engine(), "no Docker engine (docker info fails)", ci_must_run=False)
     services: Any = request.getfixturevalue("docker_services")
     ip: str = request.getfixturevalue("docker_ip")

@@ -70,7 +70,12 @@ def test_cohort_events_fields(matcher: CodeMatcher, tmp_path: Path) -> None:
     ev = by_source(sink)
     assert len(sink.patients) == 2 and len(sink.events) == 14
     dx = ev["fhir:Condition/p0-dx"]
-    assert (dx.groups, dx.code, dx.laterality, dx.start) == ("nsclc", "C3411", "right", dt.date(2020, 1, 10))
+    assert (dx.groups, dx.code, dx.laterality, dx.start) == (
+        "nsclc_icd",
+        "C3411",
+        "right",
+        dt.date(2020, 1, 10),
+    )
     rt = ev["fhir:Procedure/p0-rt"]
     assert (rt.groups, rt.end, rt.fractions, rt.dose_cgy, rt.site, rt.body_site) == (
         "radiotherapy",

@@ -14,7 +14,7 @@ from fhir_samples import ICD10CM, SNOMED, cc, condition, patient, small_cohort
 
 from leopard_etl.errors import SourceError
 from leopard_etl.events import Event, EventSink
-from leopard_etl.mappings import CodeMatcher, load_mappings
+from leopard_etl.mappings import SCREENING_GROUPS, CodeMatcher, load_mappings
 from leopard_etl.sources.fhir import FhirRestClient, bulk_export, read_bulk_export, read_fhir_files
 
 pytestmark = pytest.mark.fhir_server
@@ -53,7 +53,7 @@ class TrackingSink(EventSink):
 
 
 def nsclc_events(events: list[Event]) -> list[Event]:
-    screened = {e.patient_id for e in events if "nsclc" in e.groups.split(";")}
+    screened = {e.patient_id for e in events if set(e.groups.split(";")) & SCREENING_GROUPS}
     return sorted(e for e in events if e.patient_id in screened)
 
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from leopard_etl.events import Event, EventSink
-from leopard_etl.mappings import CodeMatcher, load_mappings
+from leopard_etl.mappings import SCREENING_GROUPS, CodeMatcher, load_mappings
 from leopard_etl.sources.fhir import FhirRestClient, bulk_export, read_bulk_export, read_fhir_files
 from leopard_etl.sources.fhir.files import expand_paths
 
@@ -23,11 +23,10 @@ pytestmark = pytest.mark.fhir_server
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    synth = pytest.importorskip("leopard_etl.synth")
-    if not hasattr(synth, "generate"):
-        pytest.skip("leopard_etl.synth.generate is not available yet")
+    from leopard_etl.synth import generate
+
     out = tmp_path_factory.mktemp("synth")
-    synth.generate(patients=40, seed=11, out=out, fmt="fhir-ndjson")
+    generate(patients=40, seed=11, out=out, fmt="fhir-ndjson")
     return out
 
 
@@ -49,7 +48,7 @@ def sanitise(node: Any, top: bool = True) -> Any:
 
 
 def comparable(events: list[Event]) -> list[Event]:
-    ids = {e.patient_id for e in events if "nsclc" in e.groups.split(";")}
+    ids = {e.patient_id for e in events if set(e.groups.split(";")) & SCREENING_GROUPS}
     return sorted(
         e._replace(
             patient_id=fhir_id(e.patient_id),

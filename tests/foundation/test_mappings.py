@@ -18,8 +18,8 @@ def matcher() -> CodeMatcher:
 @pytest.mark.parametrize(
     ("system", "code", "groups"),
     [
-        ("icd10cm", "C3411", {"nsclc"}),
-        ("icd10", "C349", {"nsclc"}),
+        ("icd10cm", "C3411", {"nsclc_icd"}),  # NSCLC unless small-cell (a group of its own)
+        ("icd10", "C349", {"nsclc_icd"}),
         ("snomed", "422968005", {"nsclc", "stage_condition"}),
         ("rxnorm", "1736854", {"platinum", "chemo"}),  # product rolls up to cisplatin
         ("atc", "L01XA02", {"platinum", "chemo"}),
@@ -84,6 +84,12 @@ def test_laterality_and_stage(matcher: CodeMatcher) -> None:
     assert matcher.stage_value(None, None, "Stage IIIA") == "IIIA"
     assert matcher.stage_value(None, None, "stage 4") == "IV"
     assert matcher.is_stage_iii_text("Stage 3b") and not matcher.is_stage_iii_text("IV")
+    # spec §2: only text matching the stage_iii_text pattern is stage III; other III-like text stays as is
+    assert matcher.stage_value(None, None, "Stage III B") == "STAGE III B"
+    assert matcher.stage_value(None, None, "AJCC stage 3a") == "AJCC STAGE 3A"
+    assert matcher.cancer_modifier_stage("AJCC/UICC Stage 3A") == "IIIA"
+    assert matcher.cancer_modifier_stage("Stage 2") == "II"
+    assert matcher.cancer_modifier_stage("Metastasis to lung") is None
     assert matcher.mappings.report_site("peritoneum") == "other"
 
 

@@ -27,23 +27,55 @@ __all__ = [
 ]
 
 PATIENT_COLUMNS: tuple[str, ...] = (
-    "patient_id", "in_cohort", "exclusion_reason", "stage", "crt_type", "crt_start", "crt_end",
-    "durvalumab_start", "durvalumab_doses", "recurrence", "recurrence_date", "pattern", "n_lesions",
-    "sites", "field", "salvage", "death", "last_alive_date", "os_months", "prs_months",
+    "patient_id",
+    "in_cohort",
+    "exclusion_reason",
+    "stage",
+    "crt_type",
+    "crt_start",
+    "crt_end",
+    "durvalumab_start",
+    "durvalumab_doses",
+    "recurrence",
+    "recurrence_date",
+    "pattern",
+    "n_lesions",
+    "sites",
+    "field",
+    "salvage",
+    "death",
+    "last_alive_date",
+    "os_months",
+    "prs_months",
 )
 
 #: Recurrence patterns of spec §3.9 (``none`` = no recurrence).
 PATTERNS: tuple[str, ...] = ("oligo", "poly", "unclassified", "none")
 #: Site categories of spec §2, in the order the spec lists them.
 SITE_CATEGORIES: tuple[str, ...] = (
-    "lung", "brain", "bone", "liver", "adrenal", "lymph_node_thoracic", "lymph_node_distant",
-    "pleura", "meninges", "other",
+    "lung",
+    "brain",
+    "bone",
+    "liver",
+    "adrenal",
+    "lymph_node_thoracic",
+    "lymph_node_distant",
+    "pleura",
+    "meninges",
+    "other",
 )
 #: Field relations of spec §3.10.
 FIELD_CATEGORIES: tuple[str, ...] = ("in_field", "out_of_field", "both", "unknown", "none")
 #: Salvage categories of spec §3.11, in the order they are tried.
 SALVAGE_CATEGORIES: tuple[str, ...] = (
-    "crt", "rt", "chemo", "immunotherapy", "targeted", "surgery", "other", "none",
+    "crt",
+    "rt",
+    "chemo",
+    "immunotherapy",
+    "targeted",
+    "surgery",
+    "other",
+    "none",
 )
 
 _FIX = "regenerate patients.csv with `leopard-etl run` or correct the listed rows"
@@ -66,7 +98,7 @@ def _booleans(frame: pd.DataFrame, column: str, *, allow_empty: bool) -> pd.Seri
     return values == "true"
 
 
-def _months(frame: pd.DataFrame, column: str, required: pd.Series) -> pd.Series:
+def _months(frame: pd.DataFrame, column: str, required: pd.Series, notes: list[str]) -> pd.Series:
     raw = frame[column].str.strip()
     numbers = pd.to_numeric(raw.where(raw != ""), errors="coerce")
     unreadable = (raw != "") & (numbers.isna() | ~np.isfinite(numbers.fillna(0.0)))
@@ -83,20 +115,25 @@ def _months(frame: pd.DataFrame, column: str, required: pd.Series) -> pd.Series:
         )
     negative = numbers < 0
     if negative.any():
-        raise ConfigError(
-            f"negative {column} for patient(s) {_ids(frame, negative)}: the event or last-alive date lies"
-            " before the start of the interval",
-            fix="check death / last-alive dates against crt_start and recurrence_date for these patients",
+        # Contradictory source data (a death before CRT): one patient must not stop the site's
+        # analysis, so the time is left out of the survival fits and the patients are named.
+        notes.append(
+            f"negative {column} for patient(s) {_ids(frame, negative)}: the death or last-alive date lies"
+            " before the start of the interval; left out of the survival analyses — check the death /"
+            " last-alive dates against crt_start and recurrence_date"
         )
+        numbers = numbers.mask(negative)
     return numbers
 
 
 def cohort_frame(patients_csv: pd.DataFrame) -> pd.DataFrame:
     """The in-cohort rows with typed columns: ``death``/``recurrence`` bool, ``os``/``prs`` float months.
 
-    Raises :class:`ConfigError` for missing columns, unreadable booleans or numbers, negative
-    times, and cohort rows without an OS time (or recurrent rows without a PRS time).
+    Raises :class:`ConfigError` for missing columns, unreadable booleans or numbers, and cohort
+    rows without an OS time (or recurrent rows without a PRS time). Negative times become
+    missing (left out of the fits) with a note in ``frame.attrs["warnings"]``.
     """
+    notes: list[str] = []
     missing = [c for c in PATIENT_COLUMNS if c not in patients_csv.columns]
     if missing:
         raise ConfigError(f"patients.csv lacks column(s) {', '.join(missing)}", fix=_FIX)
@@ -122,8 +159,8 @@ def cohort_frame(patients_csv: pd.DataFrame) -> pd.DataFrame:
             "sites": cohort["sites"].str.strip(),
             "field": cohort["field"].str.strip(),
             "salvage": cohort["salvage"].str.strip().where(recurrence, ""),
-            "os": _months(cohort, "os_months", required=pd.Series(True, index=cohort.index)),
-            "prs": _months(cohort, "prs_months", required=recurrence),
+            "os": _months(cohort, "os_months", required=pd.Series(True, index=cohort.index), notes=notes),
+            "prs": _months(cohort, "prs_months", required=recurrence, notes=notes),
         }
     )
     no_salvage = out["recurrence"] & (out["salvage"] == "")
@@ -133,6 +170,7 @@ def cohort_frame(patients_csv: pd.DataFrame) -> pd.DataFrame:
             " (use 'none' when no therapy started)",
             fix=_FIX,
         )
+    out.attrs["warnings"] = notes
     return out
 
 

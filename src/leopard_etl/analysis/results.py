@@ -40,9 +40,16 @@ from leopard_etl.analysis.survival import (
 )
 from leopard_etl.errors import ConfigError
 
-__all__ = ["ATTRITION_STEPS", "OS_GROUPS", "check_attrition", "compute_results", "os_sample", "prs_groups",
-           "prs_sample",
-           "write_results"]
+__all__ = [
+    "ATTRITION_STEPS",
+    "OS_GROUPS",
+    "check_attrition",
+    "compute_results",
+    "os_sample",
+    "prs_groups",
+    "prs_sample",
+    "write_results",
+]
 
 #: Attrition steps of spec §3.6, in order.
 ATTRITION_STEPS: tuple[str, ...] = ("nsclc", "stage_iii", "crt", "durvalumab")
@@ -55,29 +62,39 @@ def check_attrition(attrition: Sequence[tuple[str, int]]) -> list[tuple[str, int
     try:
         steps = [(str(step), int(n)) for step, n in attrition]
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"attrition must be a list of (step, n) pairs: {exc}",
-                          fix="pass e.g. [('nsclc', 120), ('stage_iii', 80), ('crt', 60), ('durvalumab', 50)]"
-                          ) from None
+        raise ConfigError(
+            f"attrition must be a list of (step, n) pairs: {exc}",
+            fix="pass e.g. [('nsclc', 120), ('stage_iii', 80), ('crt', 60), ('durvalumab', 50)]",
+        ) from None
     names = [s for s, _ in steps]
     if names != list(ATTRITION_STEPS):
-        raise ConfigError(f"attrition steps are {names}, expected {list(ATTRITION_STEPS)}",
-                          fix="pass the cohort attrition in spec §3.6 order")
+        raise ConfigError(
+            f"attrition steps are {names}, expected {list(ATTRITION_STEPS)}",
+            fix="pass the cohort attrition in spec §3.6 order",
+        )
     counts = [n for _, n in steps]
     if any(n < 0 for n in counts) or any(b > a for a, b in itertools.pairwise(counts)):
-        raise ConfigError(f"attrition counts {counts} must be >= 0 and never increase",
-                          fix="recompute the attrition from the classified cohort")
+        raise ConfigError(
+            f"attrition counts {counts} must be >= 0 and never increase",
+            fix="recompute the attrition from the classified cohort",
+        )
     return steps
 
 
 def os_sample(cohort: pd.DataFrame, group: str) -> SurvivalSample:
     """OS (months from crt_start, event = death) of the cohort patients with this pattern."""
-    rows = cohort[cohort["pattern"] == group]
+    rows = cohort[(cohort["pattern"] == group) & cohort["os"].notna()]
     return SurvivalSample.of(group, rows["os"], rows["death"], list(rows["patient_id"]))
 
 
 def prs_sample(cohort: pd.DataFrame, pattern: str, salvage: str) -> SurvivalSample:
     """PRS (months from recurrence, event = death) of recurrent patients with this pattern and salvage."""
-    rows = cohort[cohort["recurrence"] & (cohort["pattern"] == pattern) & (cohort["salvage"] == salvage)]
+    rows = cohort[
+        cohort["recurrence"]
+        & (cohort["pattern"] == pattern)
+        & (cohort["salvage"] == salvage)
+        & cohort["prs"].notna()
+    ]
     return SurvivalSample.of(f"{pattern}_{salvage}", rows["prs"], rows["death"], list(rows["patient_id"]))
 
 
@@ -96,8 +113,10 @@ def _recurrence(cohort: pd.DataFrame, k: int | None) -> dict[str, Any]:
         site: shown_percent(sum(site in seen for seen in oligo_sites), len(oligo), k)
         for site in ordered(all_sites, SITE_CATEGORIES)
     }
-    field = {cat: count(int((rec["field"] == cat).sum()), k)
-             for cat in ordered(set(rec["field"]), FIELD_CATEGORIES)}
+    field = {
+        cat: count(int((rec["field"] == cat).sum()), k)
+        for cat in ordered(set(rec["field"]), FIELD_CATEGORIES)
+    }
     return {
         "n": count(n_rec, k),
         "pct": shown_percent(n_rec, len(cohort), k),
@@ -137,21 +156,23 @@ def compute_results(
 ) -> dict[str, Any]:
     """results.json content (spec §5 keys + ``warnings``) from the patients.csv frame.
 
-    Raises :class:`ConfigError` on malformed input (missing columns, negative times — naming the
-    patients — or an attrition list out of spec order).
+    Raises :class:`ConfigError` on malformed input (missing columns or an attrition list out of
+    spec order); negative times are left out of the fits with a warning naming the patients.
     """
     k = check_small_cell(small_cell)
     steps = check_attrition(attrition)
     cohort = cohort_frame(patients_csv)
-    notes: list[str] = []
+    notes: list[str] = list(cohort.attrs.get("warnings", []))
     n_screened, n_cohort = len(patients_csv), len(cohort)
     if steps[0][1] != n_screened:
         notes.append(f"attrition step nsclc = {steps[0][1]} but patients.csv has {n_screened} screened rows")
     if steps[-1][1] != n_cohort:
-        notes.append(f"attrition step durvalumab = {steps[-1][1]} but patients.csv has {n_cohort}"
-                     " cohort rows")
+        notes.append(
+            f"attrition step durvalumab = {steps[-1][1]} but patients.csv has {n_cohort} cohort rows"
+        )
 
-    everyone = SurvivalSample.of("cohort", cohort["os"], cohort["death"], list(cohort["patient_id"]))
+    timed = cohort[cohort["os"].notna()]
+    everyone = SurvivalSample.of("cohort", timed["os"], timed["death"], list(timed["patient_id"]))
     follow_up = reverse_km_median(everyone, what="median follow-up (reverse KM on OS)")
     os_est: dict[str, MedianEstimate] = {
         g: km_median(os_sample(cohort, g), what="OS median") for g in OS_GROUPS
@@ -190,13 +211,15 @@ def write_results(results: dict[str, Any], path: Path) -> None:
     try:
         text = json.dumps(results, indent=2, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"results are not JSON-serialisable: {exc}",
-                          fix="build them with compute_results()") from None
+        raise ConfigError(
+            f"results are not JSON-serialisable: {exc}", fix="build them with compute_results()"
+        ) from None
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}",
-                          fix="choose a writable output folder with --out") from None
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror or exc}", fix="choose a writable output folder with --out"
+        ) from None

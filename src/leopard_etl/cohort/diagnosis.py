@@ -12,12 +12,10 @@ from dataclasses import dataclass
 
 from leopard_etl.config import Rules
 
-from .timeline import STAGE_III, Rec
+from .timeline import NSCLC, STAGE_III, Rec
 
-__all__ = ["ICD_SYSTEMS", "STAGE_III", "Diagnosis", "Stage", "diagnose", "nsclc_records", "stage_of"]
+__all__ = ["STAGE_III", "Diagnosis", "Stage", "diagnose", "nsclc_records", "stage_of"]
 
-#: event ``system`` values of the ICD-10 family (events.py: first matching coding)
-ICD_SYSTEMS = frozenset({"icd10", "icd10cm"})
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,11 @@ class Stage:
 
 
 def nsclc_records(records: Sequence[Rec], small_cell: bool, rules: Rules) -> list[Rec]:
-    """The nsclc records that count: ICD C34.* only without small-cell histology."""
+    """The nsclc records that count: one in the ``nsclc`` group, or an ICD C34.* one
+    (``nsclc_icd``) when the patient has no small-cell histology — decided by the record's
+    groups (the union over all its codings), never by which coding happened to come first."""
     if small_cell and rules.small_cell_excludes_icd:
-        return [r for r in records if r.system not in ICD_SYSTEMS]
+        return [r for r in records if r.bits & NSCLC]
     return list(records)
 
 

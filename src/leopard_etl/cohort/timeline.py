@@ -56,10 +56,12 @@ __all__ = [
 NSCLC, SMALL_CELL, STAGE, RADIOTHERAPY, STEREOTACTIC = 1, 2, 4, 8, 16
 PLATINUM, CHEMO, DURVALUMAB, IMMUNOTHERAPY, TARGETED = 32, 64, 128, 256, 512
 SURGERY, PROGRESSION, LESION = 1024, 2048, 4096
+NSCLC_ICD = 8192  # ICD-10 C34.*: NSCLC unless small-cell histology
 
 #: code group (mappings/) -> bit; the three stage groups are one rule input (decisions.md)
 GROUP_BITS: dict[str, int] = {
     "nsclc": NSCLC,
+    "nsclc_icd": NSCLC_ICD,
     "small_cell": SMALL_CELL,
     "stage_group": STAGE,
     "stage_condition": STAGE,
@@ -80,7 +82,7 @@ THERAPY = RADIOTHERAPY | STEREOTACTIC | CHEMO | IMMUNOTHERAPY | TARGETED | SURGE
 
 #: rule inputs: timeline attribute -> bits any of which puts a row there
 CATEGORIES: dict[str, int] = {
-    "nsclc": NSCLC,
+    "nsclc": NSCLC | NSCLC_ICD,
     "stage": STAGE,
     "rt": RADIOTHERAPY,
     "platinum": PLATINUM,
@@ -366,7 +368,11 @@ def iter_timelines(prep: Prepared, only: Sequence[int] | None = None) -> Iterato
     patients so memory does not grow with the input.
     """
     n = len(prep.patient_ids)
-    wanted = np.flatnonzero(prep.any_bits & NSCLC) if only is None else np.asarray(only, dtype=np.int64)
+    wanted = (
+        np.flatnonzero(prep.any_bits & (NSCLC | NSCLC_ICD))
+        if only is None
+        else np.asarray(only, dtype=np.int64)
+    )
     i = 0
     while i < len(wanted):
         j = i + 1

@@ -67,12 +67,14 @@ def record_groups(f: Fact) -> frozenset[str]:
     return frozenset({f.kind})
 
 
-def _records(p: TruthPatient, cutoff: dt.date) -> list[_Rec]:
+def _records(p: TruthPatient, cutoff: dt.date, *, shadowed: bool = False) -> list[_Rec]:
+    """Kept records up to the cutoff. A MedicationRequest for an administered ingredient is a
+    kept record (it counts for last-alive, decisions.md) but no therapy: ``shadowed=True`` keeps it."""
     facts = [f for f in p.facts if not f.excluded and f.start <= cutoff]
     administered = {f.ingredient for f in facts if f.kind == "drug" and not f.request}
     out: list[_Rec] = []
     for f in facts:
-        if f.kind == "drug" and f.request and f.ingredient in administered:
+        if f.kind == "drug" and f.request and f.ingredient in administered and not shadowed:
             continue
         groups = record_groups(f)
         if f.kind == "rt" and f.variant in _DAILY:
@@ -186,7 +188,8 @@ def expected_row(p: TruthPatient, cutoff: dt.date) -> dict[str, str] | None:
     diag = nsclc[0].start
     primary = next((r.fact.laterality for r in nsclc if r.fact.laterality), None)
     death = p.death_date if p.death_date and p.death_date <= cutoff else None
-    alive = max([d for r in recs for d in (r.start, r.end) if d <= cutoff] + ([death] if death else []))
+    kept = _records(p, cutoff, shadowed=True)
+    alive = max([d for r in kept for d in (r.start, r.end) if d <= cutoff] + ([death] if death else []))
     row.update(in_cohort="false", death="true" if death else "false", last_alive_date=alive.isoformat())
     row["stage"] = _stage(recs)
     if row["stage"] not in _STAGE_III:

@@ -32,11 +32,12 @@ import httpx
 
 from ...errors import SourceError
 from ...events import EventSink
-from ...mappings import CodeMatcher
+from ...mappings import SCREENING_GROUPS, CodeMatcher
 from .auth import Auth
 from .fields import codings
 from .files import feed_bundle
 from .parse import EVENT_KIND, FhirRecordReader
+from .references import reference_target
 from .transport import HttpPolicy
 
 __all__ = ["FhirRestClient"]
@@ -188,7 +189,7 @@ class FhirRestClient:
             feed_bundle(reader, bundle, location)
 
     def _nsclc_patients(self, matcher: CodeMatcher) -> set[str]:
-        entries = [e for e in matcher.mappings.entries if e.group == "nsclc"]
+        entries = [e for e in matcher.mappings.entries if e.group in SCREENING_GROUPS]
         found: set[str] = set()
         prefixes = [e for e in entries if e.match != "exact"]
         if prefixes and not self.code_below:
@@ -199,7 +200,7 @@ class FhirRestClient:
                     res = entry.get("resource") or {}
                     groups, _, _ = matcher.match_any(codings(res.get("code"), matcher))
                     pid = _patient_of(res)
-                    if "nsclc" in groups and pid:
+                    if groups & SCREENING_GROUPS and pid:
                         found.add(pid)
             return found
         tokens = [
@@ -250,10 +251,8 @@ class FhirRestClient:
 
 
 def _patient_of(res: dict[str, Any]) -> str | None:
-    ref = (res.get("subject") or {}).get("reference")
-    if isinstance(ref, str) and "Patient/" in ref:
-        return ref.rsplit("/", 1)[-1]
-    return None
+    target = reference_target((res.get("subject") or {}).get("reference"))  # same rules as the reader
+    return target[1] if target is not None and target[0] == "Patient" else None
 
 
 def _search_forms(matcher: CodeMatcher, system: str, code: str) -> list[tuple[str, str]]:

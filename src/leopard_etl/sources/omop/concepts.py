@@ -18,7 +18,6 @@ is a plain :class:`ConceptSet` that the pure row code reads.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
-from ...mappings import CodeMatcher, GroupEntry
+from ...mappings import SCREENING_GROUPS, CodeMatcher, GroupEntry
 
 __all__ = ["CANCER_MODIFIER", "Coding", "ConceptSet", "resolve_concepts", "stage_from_name"]
 
@@ -38,10 +37,7 @@ METASTASIS_CLASS = "Metastasis"
 STAGING_CLASS = "Staging/Grading"
 LESION_GROUP = "lesion"
 STAGE_GROUP = "stage_modifier"
-NSCLC_GROUP = "nsclc"
 
-#: ``Stage 3A``, ``AJCC/UICC Stage IIIB``, ``Stage 2``: the stage a Cancer Modifier name names.
-_STAGE_NAME = re.compile(r"\bstage\s*(IV|III|II|I|[0-4])([A-C]\d?)?\b", re.IGNORECASE)
 #: Lists in IN (...) stay below the smallest parameter limit we know of (SQL Server: 2100).
 _BATCH = 1000
 
@@ -74,10 +70,7 @@ class ConceptSet:
 
 def stage_from_name(matcher: CodeMatcher, name: str) -> str | None:
     """``AJCC/UICC Stage 3A`` → ``IIIA``, ``Stage 2`` → ``II``; None when the name names no stage."""
-    mo = _STAGE_NAME.search(name)
-    if not mo:
-        return None
-    return matcher.stage_value(None, None, (mo.group(1) + (mo.group(2) or "")).upper())
+    return matcher.cancer_modifier_stage(name)  # the pattern lives in mappings/stage.yaml
 
 
 def _dotted(code: str) -> str:
@@ -179,7 +172,9 @@ def resolve_concepts(conn: Connection, matcher: CodeMatcher, vocab_schema: str |
             if stage and cid not in cs.stages:
                 cs.stages[cid] = stage
     descendants = _add_descendants(conn, matcher, cs, concept, ancestor, by_id)
-    cs.nsclc = {cid for cid, codings in cs.codings.items() if NSCLC_GROUP in matcher.match_any(codings)[0]}
+    cs.nsclc = {
+        cid for cid, codings in cs.codings.items() if matcher.match_any(codings)[0] & SCREENING_GROUPS
+    }
     _source_value_patterns(matcher, cs)
     cs.counts = {
         "direct": direct,
@@ -222,7 +217,7 @@ def _source_value_patterns(matcher: CodeMatcher, cs: ConceptSet) -> None:
         strip = any(m.systems[k].strip_dots for k in keys if e.system in (k, m.systems[k].family))
         exact, likes = _patterns(e, strip, escape=False)
         for p in sorted(exact | likes):
-            patterns[p] = patterns.get(p, False) or e.group == NSCLC_GROUP
+            patterns[p] = patterns.get(p, False) or e.group in SCREENING_GROUPS
     cs.source_patterns = sorted(patterns.items())
 
 

@@ -109,11 +109,16 @@ class CdmLayout:
     vocab_schema: str | None
     has_episodes: bool
     has_procedure_end: bool
+    #: episode_event is only counted (no rule needs it); episodes are read without it
+    has_episode_event: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:
         """The clinical tables read, in reading order."""
-        return REQUIRED_CDM + (OPTIONAL_CDM if self.has_episodes else ())
+        optional = (("episode",) if self.has_episodes else ()) + (
+            ("episode_event",) if self.has_episode_event else ()
+        )
+        return REQUIRED_CDM + optional
 
 
 def _tables(conn: Connection, schema: str | None, what: str) -> set[str]:
@@ -150,9 +155,15 @@ def inspect_cdm(conn: Connection, cdm_schema: str | None, vocab_schema: str | No
             f"vocabulary table(s) {', '.join(missing_vocab)} missing in {where_vocab}",
             fix="load the OHDSI vocabularies (Athena) or pass the right --vocab-schema",
         )
-    has_episodes = all(t in cdm_tables for t in OPTIONAL_CDM)
+    has_episodes = "episode" in cdm_tables
     # Column names from an empty result, not the inspector: portable, and it cannot abort the transaction
     # (duckdb-engine's get_columns queries pg_catalog tables DuckDB lacks).
     probe = f"SELECT * FROM {table_prefix(conn, cdm_schema)}procedure_occurrence WHERE 1 = 0"
     columns = {str(k).lower() for k in list(conn.execute(text(probe)).keys())}
-    return CdmLayout(cdm_schema, vocab_schema, has_episodes, "procedure_end_date" in columns)
+    return CdmLayout(
+        cdm_schema,
+        vocab_schema,
+        has_episodes,
+        "procedure_end_date" in columns,
+        has_episode_event="episode_event" in cdm_tables,
+    )
