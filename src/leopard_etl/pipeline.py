@@ -181,7 +181,8 @@ def run_spooled(
     """
     import tempfile
 
-    from .spool import PARTITION_ROWS, EventSpool, derive_spooled
+    from .partitioned import derive_spooled
+    from .spool import PARTITION_ROWS, EventSpool
 
     with tempfile.TemporaryDirectory(prefix="leopard-spool-") as tmp:
         spool = EventSpool(Path(tmp))

@@ -1,4 +1,4 @@
-"""Bounded-memory runs: spill what the adapters read to Parquet, then derive patient partition by partition.
+"""Bounded-memory runs: spill what the adapters read to Parquet, then split it by patient.
 
 The default :class:`~leopard_etl.events.EventSink` keeps every event as a Python object,
 so a run's memory grows with the input (10M resources do not fit). :class:`EventSpool` is a
@@ -6,9 +6,10 @@ drop-in sink that buffers a fixed number of events and writes them as Arrow reco
 batches to Parquet files in a scratch folder; quarantined records go straight to a CSV
 file. After the read, DuckDB (which itself works within a memory limit and spills) computes
 the data-wide default cutoff over the spilled files and splits them by patient into
-partitions of a fixed size; :func:`derive_spooled` then runs the unchanged cohort rules on
-one partition at a time with that cutoff fixed, and merges the per-partition outputs.
-The result is exactly the single-shot :func:`leopard_etl.cohort.derive` — the tests prove it.
+partitions of a fixed size; :func:`leopard_etl.partitioned.derive_spooled` then runs the
+unchanged cohort rules on one partition at a time with that cutoff fixed, and merges the
+per-partition outputs. The result is exactly the single-shot :func:`leopard_etl.cohort.derive`
+— the tests prove it.
 
 Every spilled row carries its arrival number (``seq``) so that a partition sees its
 patients' records in the order the adapter produced them, as the single-shot frame does
@@ -20,16 +21,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .config import Rules
 from .errors import SourceError
 from .events import (
     EVENT_COLUMNS,
@@ -40,7 +39,6 @@ from .events import (
     PatientRecord,
     Quarantined,
 )
-from .mappings import Mappings
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -48,7 +46,13 @@ __all__ = [
     "PATIENT_SCHEMA",
     "SPILL_ROWS",
     "EventSpool",
-    "derive_spooled",
+    "kept_sources",
+    "latest_date",
+    "latest_death_sql",
+    "latest_event_sql",
+    "spooled_events",
+    "spooled_patients",
+    "spooled_quarantine",
 ]
 
 #: events buffered in memory before a spill (one Parquet file per spill)
@@ -114,6 +118,9 @@ class EventSpool(EventSink):
         self.n_events = 0
         self.n_patients = 0
         self._event_buf: list[Event] = []
+        #: Arrow batches (event columns, no ``seq``) waiting for a spill, in arrival order
+        self._event_tables: list[pa.Table] = []
+        self._event_table_rows = 0
         self._patient_buf: list[PatientRecord] = []
         self._files = {"events": 0, "patients": 0}
         self.quarantine_csv = self.folder / "quarantine.csv"
@@ -126,6 +133,30 @@ class EventSpool(EventSink):
         self._event_buf.append(e)
         if len(self._event_buf) >= self.spill_rows:
             self._spill_events()
+
+    def event_table(self, table: pa.Table) -> None:
+        """Take many events at once: an Arrow table with the event columns (``EVENT_SCHEMA`` minus ``seq``).
+
+        Arrival order is kept across :meth:`event` and this method: buffered events go first.
+        """
+        names = EVENT_SCHEMA.names[:-1]
+        if table.column_names != names:
+            raise SourceError(
+                f"an adapter produced an event table with columns {table.column_names}",
+                fix="report this as a bug in the adapter",
+            )
+        self._tables_from_buffer()
+        self._event_tables.append(table)
+        self._event_table_rows += table.num_rows
+        if self._event_table_rows >= self.spill_rows:
+            self._spill_events()
+
+    def _tables_from_buffer(self) -> None:
+        if self._event_buf:
+            columns = list(zip(*self._event_buf, strict=True))
+            self._event_tables.append(_arrow_table(columns, EVENT_SCHEMA.names[:-1], "events"))
+            self._event_table_rows += len(self._event_buf)
+            self._event_buf = []
 
     def patient(self, p: PatientRecord) -> None:
         self._patient_buf.append(p)
@@ -148,6 +179,20 @@ class EventSpool(EventSink):
 
     # --- spilling ------------------------------------------------------------
     def _spill_events(self) -> None:
+        if self._event_tables:
+            self._tables_from_buffer()
+            names = EVENT_SCHEMA.names[:-1]
+            try:
+                table = pa.concat_tables([t.select(names).cast(_EVENT_BODY) for t in self._event_tables])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise SourceError(
+                    f"an adapter produced an event table of the wrong types ({exc})",
+                    fix="report this as a bug in the adapter",
+                ) from None
+            seq = pa.array(range(self.n_events, self.n_events + table.num_rows), pa.int64())
+            self._write_table("events", table.append_column("seq", seq))
+            self.n_events += table.num_rows
+            self._event_tables, self._event_table_rows = [], 0
         if self._event_buf:
             self._write("events", EVENT_SCHEMA, self._event_buf, self.n_events)
             self.n_events += len(self._event_buf)
@@ -169,10 +214,13 @@ class EventSpool(EventSink):
                 f"an adapter produced a {kind} value of the wrong type ({exc})",
                 fix="report this as a bug in the adapter",
             ) from None
+        self._write_table(kind, pa.Table.from_arrays(arrays, schema=schema))
+
+    def _write_table(self, kind: str, table: pa.Table) -> None:
         self._files[kind] += 1
         path = self.folder / kind / f"{kind}-{self._files[kind]:06d}.parquet"
         path.parent.mkdir(exist_ok=True)
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path, compression="zstd")
+        pq.write_table(table, path, compression="zstd")
 
     def _glob(self, kind: str) -> str | None:
         return str(self.folder / kind / "*.parquet") if self._files[kind] else None
@@ -198,22 +246,13 @@ class EventSpool(EventSink):
         """
         if configured is not None:
             return configured
-        latest: list[dt.date] = []
+        rows: list[Sequence[dt.date | None]] = []
         events, patients = self._glob("events"), self._glob("patients")
         if events:
-            (row,) = con.sql(
-                f"SELECT max(start), max(CASE WHEN \"end\" {_DATED} THEN \"end\" END) "
-                f"FROM read_parquet('{_sql_path(events)}') WHERE start {_DATED}"
-            ).fetchall()
-            latest += [d for d in row if d is not None]
+            rows += con.sql(latest_event_sql(f"read_parquet('{_sql_path(events)}')")).fetchall()
         if patients:
-            (row,) = con.sql(
-                f"SELECT max(death_date) FROM ({_last_patients(patients)}) WHERE death_date {_DATED}"
-            ).fetchall()
-            latest += [d for d in row if d is not None]
-        if not latest:
-            raise SourceError("no dated record in the input", fix="check the source, or set rules.cutoff")
-        return max(latest)
+            rows += con.sql(latest_death_sql(f"({_last_patients(patients)})")).fetchall()
+        return latest_date(rows)
 
     def partitions(
         self, con: Any, partition_rows: int = PARTITION_ROWS
@@ -251,6 +290,23 @@ class EventSpool(EventSink):
         else:
             table = pa.Table.from_pylist([], schema=pa.schema([schema.field(c) for c in names]))
         return _records_frame(table.cast(pa.schema([schema.field(c) for c in names])))
+
+
+_EVENT_BODY = pa.schema([EVENT_SCHEMA.field(n) for n in EVENT_SCHEMA.names[:-1]])
+
+
+def _arrow_table(columns: list[tuple[Any, ...]], names: Sequence[str], kind: str) -> pa.Table:
+    """Python values by column → an Arrow table of the spool's types (``SourceError`` on a wrong type)."""
+    try:
+        arrays = [
+            pa.array(col, type=_EVENT_BODY.field(n).type) for col, n in zip(columns, names, strict=True)
+        ]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
+        raise SourceError(
+            f"an adapter produced a {kind} value of the wrong type ({exc})",
+            fix="report this as a bug in the adapter",
+        ) from None
+    return pa.Table.from_arrays(arrays, names=list(names))
 
 
 def _sql_path(path: Path | str) -> str:
@@ -291,58 +347,93 @@ def _records_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def derive_spooled(
-    spool: EventSpool,
-    rules: Rules,
-    mappings: Mappings,
-    source_system: str,
-    *,
-    partition_rows: int = PARTITION_ROWS,
-    tables: Mapping[str, Sequence[str] | None] | None = None,
-) -> Any:
-    """The cohort derivation of everything in ``spool``, one patient partition at a time.
+# --- shared with the warehouse run (leopard_etl.warehouse.runner) ----------------------------------
+def latest_event_sql(events: str) -> str:
+    """SQL (DuckDB and PostgreSQL) of the latest start and end of the dated events in relation ``events``.
 
-    ``tables`` names the derived tables to keep, each with the columns to keep (``None``: all
-    columns); ``tables=None`` keeps every table whole. patients.csv and the attrition are always
-    complete. Repeated values share one object across partitions, so the held output costs
-    little more than its pointers. Returns a :class:`leopard_etl.cohort.Derivation`.
+    With :func:`latest_death_sql` and :func:`latest_date` this is the one SQL text of
+    :func:`leopard_etl.cohort.timeline.default_cutoff`: ends only of dated events, dates
+    pandas cannot hold left out as the rules leave them out.
     """
-    from .cohort.derive import derive, merge_derivations
+    return (
+        f'SELECT max(e.start), max(CASE WHEN e."end" {_DATED} THEN e."end" END) '
+        f"FROM {events} AS e WHERE e.start {_DATED}"
+    )
 
-    spool.close()
-    con = spool.connect()
-    shared: dict[tuple[type, object], object] = {}
+
+def latest_death_sql(patients: str) -> str:
+    """SQL of the latest death date in relation ``patients`` (one record per patient)."""
+    return f"SELECT max(p.death_date) FROM {patients} AS p WHERE p.death_date {_DATED}"
+
+
+def latest_date(rows: Iterable[Sequence[dt.date | None]]) -> dt.date:
+    """The latest date of the result rows of the two queries; SourceError when there is none."""
+    latest = [d for row in rows for d in row if d is not None]
+    if not latest:
+        raise SourceError("no dated record in the input", fix="check the source, or set rules.cutoff")
+    return max(latest)
+
+
+def spooled_events(spool: EventSpool, con: Any, batch_rows: int = SPILL_ROWS) -> Iterator[pa.Table]:
+    """The spooled events in batches, one row per source reference (the last read wins), no ``seq``.
+
+    The event store keys events by source reference and keeps the later version of a
+    reference read twice (``DataFrame.drop_duplicates(keep="last")`` in arrival order).
+    """
+    glob = spool._glob("events")
+    if glob:
+        cols = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+        yield from _batches(
+            con,
+            f"SELECT {cols} FROM read_parquet('{_sql_path(glob)}') "
+            "QUALIFY row_number() OVER (PARTITION BY source ORDER BY seq DESC) = 1",
+            batch_rows,
+        )
+
+
+def spooled_patients(spool: EventSpool, con: Any, batch_rows: int = SPILL_ROWS) -> Iterator[pa.Table]:
+    """The last spooled record of each patient, in batches (the frames of :func:`pipeline.frames`)."""
+    glob = spool._glob("patients")
+    if glob:
+        cols = ", ".join(f'"{c}"' for c in PATIENT_COLUMNS)
+        yield from _batches(con, f"SELECT {cols} FROM ({_last_patients(glob)})", batch_rows)
+
+
+def _batches(con: Any, query: str, batch_rows: int) -> Iterator[pa.Table]:
+    for batch in con.sql(query).to_arrow_reader(max(1, batch_rows)):
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+def kept_sources(spool: EventSpool, con: Any, refs: Iterable[str]) -> set[str]:
+    """Those of ``refs`` that are the source of a spooled event or of a patient's last record."""
+    wanted = pa.table({"ref": pa.array(sorted(set(refs)), pa.string())})
+    relations = []
+    if spool._glob("events"):
+        relations.append(f"SELECT source FROM read_parquet('{_sql_path(spool._glob('events') or '')}')")
+    if spool._glob("patients"):
+        relations.append(f"SELECT source FROM ({_last_patients(spool._glob('patients') or '')})")
+    if not relations or not wanted.num_rows:
+        return set()
+    con.register("_leopard_refs", wanted)
     try:
-        cutoff = spool.cutoff(con, rules.cutoff)
-        fixed = rules.model_copy(update={"cutoff": cutoff})
-        parts = []
-        for events, patients in spool.partitions(con, partition_rows):
-            part = derive(events, patients, fixed, mappings, source_system)
-            del events, patients
-            if tables is not None:
-                part.tables = {
-                    name: frame if tables[name] is None else frame[list(tables[name] or ())]
-                    for name, frame in part.tables.items()
-                    if name in tables
-                }
-            part.tables = {name: _share_values(frame, shared) for name, frame in part.tables.items()}
-            part.patients_csv = _share_values(part.patients_csv, shared)
-            parts.append(part)
+        union = " UNION ALL ".join(relations)
+        rows = con.sql(f"SELECT DISTINCT r.ref FROM _leopard_refs r JOIN ({union}) s ON s.source = r.ref")
+        return {str(ref) for (ref,) in rows.fetchall()}
     finally:
-        con.close()
-    return merge_derivations(parts, cutoff)
+        con.unregister("_leopard_refs")
 
 
-def _share_values(frame: pd.DataFrame, shared: dict[tuple[type, object], object]) -> pd.DataFrame:
-    """The same frame with equal values of object columns (``'true'``, dates) as one shared object.
-
-    The pool is keyed by (type, value) so that ``True`` and ``1`` never stand for each other.
-    """
-    frame = frame.copy()
-    for name in frame.columns:
-        column = frame[name]
-        if column.dtype != object or name == "patient_id":  # ids are unique: nothing to share
-            continue
-        values = [v if v is None else shared.setdefault((type(v), v), v) for v in column.to_numpy()]
-        frame[name] = pd.Series(np.array(values, dtype=object), index=frame.index, dtype=object)
-    return frame
+def spooled_quarantine(spool: EventSpool, batch_rows: int = SPILL_ROWS) -> Iterator[list[Quarantined]]:
+    """The quarantined records of a closed spool, in batches, as the adapters gave them."""
+    with spool.quarantine_csv.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        batch: list[Quarantined] = []
+        for row in reader:
+            batch.append(Quarantined(*row))
+            if len(batch) >= batch_rows:
+                yield batch
+                batch = []
+        if batch:
+            yield batch

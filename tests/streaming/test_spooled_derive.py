@@ -19,9 +19,10 @@ from leopard_etl.cohort.timeline import default_cutoff
 from leopard_etl.config import Rules
 from leopard_etl.events import Event, EventSink, PatientRecord, Quarantined
 from leopard_etl.mappings import CodeMatcher, Mappings, load_mappings
+from leopard_etl.partitioned import derive_spooled
 from leopard_etl.pipeline import frames
 from leopard_etl.sources.fhir import read_fhir
-from leopard_etl.spool import EventSpool, derive_spooled
+from leopard_etl.spool import EventSpool
 from leopard_etl.synth import generate
 
 N_PATIENTS = 400

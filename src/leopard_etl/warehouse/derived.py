@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from leopard_etl.warehouse.bulk import bulk_insert, drop_stage, stage, to_arrow
 from leopard_etl.warehouse.schema import DERIVED_TABLES, METADATA
 
-__all__ = ["ATTRITION_STEPS", "replace_tables"]
+__all__ = ["ATTRITION_STEPS", "PATIENT_TABLES", "check_frames", "recount_attrition", "replace_tables"]
 
 Qualify = Callable[[str], str]
 Checkpoint = Callable[[str], None]
@@ -34,10 +34,10 @@ ATTRITION_STEPS: tuple[tuple[str, str], ...] = (
     ("durvalumab", "no_durvalumab"),
 )
 
-_PATIENT_TABLES = tuple(t for t in DERIVED_TABLES if "patient_id" in METADATA.tables[t].c)
+PATIENT_TABLES = tuple(t for t in DERIVED_TABLES if "patient_id" in METADATA.tables[t].c)
 
 
-def _check_frames(tables: Mapping[str, pd.DataFrame], required: Iterable[str]) -> None:
+def check_frames(tables: Mapping[str, pd.DataFrame], required: Iterable[str]) -> None:
     unknown = sorted(set(tables) - set(DERIVED_TABLES))
     if unknown:
         raise ValueError(f"not derived tables: {unknown} (known: {list(DERIVED_TABLES)})")
@@ -50,7 +50,7 @@ def _check_frames(tables: Mapping[str, pd.DataFrame], required: Iterable[str]) -
             raise ValueError(f"table {name!r}: columns not in the schema: {extra}")
 
 
-def _recount_attrition(conn: Connection, q: Qualify) -> None:
+def recount_attrition(conn: Connection, q: Qualify) -> None:
     reasons: list[str] = []
     selects = []
     for no, (step, reason) in enumerate(ATTRITION_STEPS, start=1):
@@ -74,7 +74,7 @@ def replace_tables(
 ) -> dict[str, int]:
     """Write the derived frames inside the caller's transaction; returns rows inserted per table."""
     if patient_ids is None:
-        _check_frames(tables, DERIVED_TABLES)
+        check_frames(tables, DERIVED_TABLES)
         data = {name: to_arrow(tables[name], METADATA.tables[name]) for name in DERIVED_TABLES}
         counts = {}
         for name in DERIVED_TABLES:
@@ -85,22 +85,22 @@ def replace_tables(
         conn.exec_driver_sql(f"DELETE FROM {q('derive_pending')}")
         return counts
 
-    _check_frames(tables, _PATIENT_TABLES)
+    check_frames(tables, PATIENT_TABLES)
     ids = sorted(set(patient_ids))
     data = {}
-    for name in _PATIENT_TABLES:
+    for name in PATIENT_TABLES:
         df = tables[name]
         data[name] = to_arrow(df[df["patient_id"].isin(ids)] if len(df) else df, METADATA.tables[name])
     ids_stage = stage(conn, "_leopard_changed", pa.table({"patient_id": pa.array(ids, pa.string())}))
     chosen = f"patient_id IN (SELECT patient_id FROM {ids_stage})"
     try:
         counts = {}
-        for name in _PATIENT_TABLES:
+        for name in PATIENT_TABLES:
             conn.exec_driver_sql(f"DELETE FROM {q(name)} WHERE {chosen}")
             checkpoint(f"deleted:{name}")
             counts[name] = bulk_insert(conn, q(name), data[name])
             checkpoint(f"inserted:{name}")
-        _recount_attrition(conn, q)
+        recount_attrition(conn, q)
         checkpoint("inserted:cohort_attrition")
         conn.exec_driver_sql(f"DELETE FROM {q('derive_pending')} WHERE {chosen}")
     finally:

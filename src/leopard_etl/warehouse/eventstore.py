@@ -16,28 +16,57 @@ still pending from an earlier run that died before its derived load committed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Connection, Table, text
 
 from leopard_etl.events import EVENT_COLUMNS, PATIENT_COLUMNS
-from leopard_etl.warehouse.bulk import content_hashes, drop_stage, quote_ident, stage, to_arrow
+from leopard_etl.warehouse.bulk import (
+    arrow_schema,
+    bulk_insert,
+    content_hashes,
+    drop_stage,
+    quote_ident,
+    stage,
+    to_arrow,
+)
 from leopard_etl.warehouse.schema import source_event, source_patient
 
-__all__ = ["load_store", "write_store"]
+__all__ = ["load_range", "load_store", "patient_ranges", "write_store", "write_store_batches"]
 
 Qualify = Callable[[str], str]
 
 
-def _batch(df: pd.DataFrame, table: Table, key: str, columns: tuple[str, ...], run_id: str) -> pa.Table:
-    """Typed batch with hash and run id; a key seen twice keeps its last row (later version wins)."""
+def _typed(df: pd.DataFrame, table: Table, key: str, columns: tuple[str, ...]) -> pa.Table:
+    """Typed rows of a frame; a key seen twice keeps its last row (later version wins)."""
     if len(df):
         df = df.drop_duplicates(subset=[key], keep="last")
-    data = to_arrow(df, table, columns)
+    return to_arrow(df, table, columns)
+
+
+def _hashed(data: pa.Table, table: Table, columns: tuple[str, ...], run_id: str) -> pa.Table:
+    """``data`` typed like ``table``'s ``columns``, with content hash and run id."""
+    data = data.select(list(columns)).cast(arrow_schema(table, columns))
     hashes = content_hashes(data)
     data = data.append_column("content_hash", pa.array(hashes, pa.string()))
     return data.append_column("run_id", pa.array([run_id] * data.num_rows, pa.string()))
+
+
+def _stage_batches(
+    conn: Connection,
+    name: str,
+    batches: Iterable[pa.Table],
+    table: Table,
+    columns: tuple[str, ...],
+    run_id: str,
+) -> str:
+    """Stage table ``name`` filled batch by batch (one bulk insert each); returns its identifier."""
+    ident = stage(conn, name, _hashed(arrow_schema(table, columns).empty_table(), table, columns, run_id))
+    for data in batches:
+        bulk_insert(conn, ident, _hashed(data, table, columns, run_id))
+    return ident
 
 
 def _ids(conn: Connection, sql: str) -> set[str]:
@@ -82,14 +111,38 @@ def write_store(
     deleted: Iterable[str],
 ) -> set[str]:
     """Apply one read to the store inside the caller's transaction; returns the changed patient ids."""
+    ev_in = _typed(events, source_event, "source", EVENT_COLUMNS)
+    pt_in = _typed(patients, source_patient, "patient_id", PATIENT_COLUMNS)
+    return write_store_batches(conn, q, [ev_in], [pt_in], run_id=run_id, full=full, deleted=deleted)
+
+
+def write_store_batches(
+    conn: Connection,
+    q: Qualify,
+    events: Iterable[pa.Table],
+    patients: Iterable[pa.Table],
+    *,
+    run_id: str,
+    full: bool,
+    deleted: Iterable[str],
+) -> set[str]:
+    """:func:`write_store` of Arrow batches (EVENT_COLUMNS / PATIENT_COLUMNS), still one transaction.
+
+    The batches are staged one bulk insert at a time, so only one is in memory; each
+    source reference (event) and patient id must occur once over all batches.
+    """
     ev, pt = q("source_event"), q("source_patient")
-    ev_in = _batch(events, source_event, "source", EVENT_COLUMNS, run_id)
-    pt_in = _batch(patients, source_patient, "patient_id", PATIENT_COLUMNS, run_id)
     gone = pa.table({"source": pa.array(sorted(set(deleted)), pa.string())})
-    ev_batch = stage(conn, "_leopard_in_event", ev_in)
-    pt_batch = stage(conn, "_leopard_in_patient", pt_in)
-    gone_batch = stage(conn, "_leopard_gone", gone)
+    staged: list[str] = []
     try:
+        ev_batch = _stage_batches(conn, "_leopard_in_event", events, source_event, EVENT_COLUMNS, run_id)
+        staged.append(ev_batch)
+        pt_batch = _stage_batches(
+            conn, "_leopard_in_patient", patients, source_patient, PATIENT_COLUMNS, run_id
+        )
+        staged.append(pt_batch)
+        gone_batch = stage(conn, "_leopard_gone", gone)
+        staged.append(gone_batch)
         changed = _merge(conn, ev, "source", ev_batch, [c.name for c in source_event.columns])
         changed |= _merge(conn, pt, "patient_id", pt_batch, [c.name for c in source_patient.columns])
         if full:
@@ -107,7 +160,7 @@ def write_store(
         changed |= _delete_where(conn, pt, f"source IN (SELECT source FROM {gone_batch})")
         changed |= _mark_pending(conn, q("derive_pending"), changed, run_id)
     finally:
-        for ident in (ev_batch, pt_batch, gone_batch):
+        for ident in staged:
             drop_stage(conn, ident)
     return changed
 
@@ -125,27 +178,64 @@ def _mark_pending(conn: Connection, target: str, changed: set[str], run_id: str)
     return _ids(conn, f"SELECT patient_id FROM {target}")
 
 
-
 def load_store(
     conn: Connection, q: Qualify, patient_ids: Iterable[str] | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events, patients) frames with EVENT_COLUMNS / PATIENT_COLUMNS, dates as ``datetime.date``."""
-    ids_batch = None
-    where = ""
-    if patient_ids is not None:
-        ids = pa.table({"patient_id": pa.array(sorted(set(patient_ids)), pa.string())})
-        ids_batch = stage(conn, "_leopard_ids", ids)
-        where = f" WHERE patient_id IN (SELECT patient_id FROM {ids_batch})"
+    if patient_ids is None:
+        return _load(conn, q, "", {})
+    ids = pa.table({"patient_id": pa.array(sorted(set(patient_ids)), pa.string())})
+    ids_batch = stage(conn, "_leopard_ids", ids)
     try:
-        frames = []
-        for target, columns, order in (
-            (q("source_event"), EVENT_COLUMNS, "patient_id, source"),
-            (q("source_patient"), PATIENT_COLUMNS, "patient_id"),
-        ):
-            names = ", ".join(quote_ident(c) for c in columns)
-            rows = conn.exec_driver_sql(f"SELECT {names} FROM {target}{where} ORDER BY {order}").all()
-            frames.append(pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(columns)))
+        return _load(conn, q, f" WHERE patient_id IN (SELECT patient_id FROM {ids_batch})", {})
     finally:
-        if ids_batch is not None:
-            drop_stage(conn, ids_batch)
+        drop_stage(conn, ids_batch)
+
+
+def patient_ranges(conn: Connection, q: Qualify, partition_rows: int) -> list[tuple[str | None, str | None]]:
+    """Consecutive ``[low, high)`` ranges of patient ids (None: unbounded), each about ``partition_rows``
+    stored events, covering every id; at least one range. Ranges follow the database's own order of
+    ids, the order :func:`load_range` compares them in, and use the patient_id index."""
+    result = conn.exec_driver_sql(
+        f"SELECT patient_id, COUNT(*) FROM {q('source_event')} GROUP BY patient_id ORDER BY patient_id",
+        execution_options={"stream_results": True},
+    )
+    bounds: list[str] = []
+    rows = 0
+    for patient_id, n in result:
+        if rows >= partition_rows:
+            bounds.append(str(patient_id))
+            rows = 0
+        rows += int(n)
+    lows: list[str | None] = [None, *bounds]
+    highs: list[str | None] = [*bounds, None]
+    return list(zip(lows, highs, strict=True))
+
+
+def load_range(
+    conn: Connection, q: Qualify, low: str | None, high: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`load_store` of the patients with ``low <= patient_id < high`` (None: unbounded)."""
+    conditions = []
+    if low is not None:
+        conditions.append("patient_id >= :low")
+    if high is not None:
+        conditions.append("patient_id < :high")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return _load(conn, q, where, {"low": low, "high": high})
+
+
+def _load(
+    conn: Connection, q: Qualify, where: str, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frames = []
+    for target, columns, order in (
+        (q("source_event"), EVENT_COLUMNS, "patient_id, source"),
+        (q("source_patient"), PATIENT_COLUMNS, "patient_id"),
+    ):
+        names = ", ".join(quote_ident(c) for c in columns)
+        sql = f"SELECT {names} FROM {target}{where} ORDER BY {order}"
+        used = {k: v for k, v in params.items() if f":{k}" in where}
+        rows = conn.execute(text(sql), used).all() if used else conn.exec_driver_sql(sql).all()
+        frames.append(pd.DataFrame.from_records([tuple(r) for r in rows], columns=list(columns)))
     return frames[0], frames[1]

@@ -23,20 +23,32 @@ crash test see — or kill the process at — the exact state between two steps.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy.engine import make_url
 
 from leopard_etl.config import RunConfig, resolve_secret
 from leopard_etl.errors import ConfigError
 from leopard_etl.events import EventSink
+from leopard_etl.warehouse.bulk import to_arrow
+from leopard_etl.warehouse.derived import check_frames
+from leopard_etl.warehouse.schema import DERIVED_TABLES, METADATA
 
 if TYPE_CHECKING:
+    from leopard_etl.cohort import Derivation
     from leopard_etl.mappings import CodeMatcher
+    from leopard_etl.spool import EventSpool
+    from leopard_etl.warehouse.store import Warehouse
 
 __all__ = ["PAUSE_ENV", "pause_checkpoint", "read_is_complete", "run_with_warehouse", "warehouse_url"]
 
@@ -95,13 +107,16 @@ def run_with_warehouse(
     bulk: bool,
     read: Reader,
     checkpoint: Checkpoint | None = None,
+    partition_rows: int | None = None,
 ) -> dict[str, Any]:
     """One locked run; returns the output summary plus run id, mode and changed-patient count.
 
-    ``checkpoint`` (default: from ``LEOPARD_PAUSE_AT``) is called at each write step.
+    ``checkpoint`` (default: from ``LEOPARD_PAUSE_AT``) is called at each write step;
+    ``partition_rows`` (default :data:`leopard_etl.spool.PARTITION_ROWS`) bounds the stored
+    events derived at once.
     """
     from leopard_etl import pipeline
-    from leopard_etl.cohort import derive
+    from leopard_etl.spool import PARTITION_ROWS, EventSpool, spooled_quarantine
     from leopard_etl.warehouse.store import Warehouse
 
     step = checkpoint or pause_checkpoint(os.environ) or _noop
@@ -109,44 +124,117 @@ def run_with_warehouse(
     source_system = "omop" if cfg.omop else "fhir"
     mode = "incremental" if incremental or cfg.mode == "incremental" else "full"
     wh = Warehouse(warehouse_url(cfg), cfg.warehouse_schema, checkpoint=step)
-    with wh, wh.lock():
+    with wh, wh.lock(), tempfile.TemporaryDirectory(prefix="leopard-warehouse-run-") as tmp:
         wh.migrate()
         since = wh.last_watermark(source) if mode == "incremental" else None
         run_id = wh.begin_run(source, source_system, mode)
-        sink = EventSink()
+        spool = EventSpool(Path(tmp) / "spool")
         try:
-            source_system = read(cfg, matcher, sink, since=since, bulk=bulk) or source_system
+            source_system = read(cfg, matcher, spool, since=since, bulk=bulk) or source_system
+            spool.close()
             step("read")
-            wh.write_quarantine(run_id, sink.quarantined)
-            pipeline.check_quarantine(cfg, sink)
-            events, patients, quarantine = pipeline.frames(sink)
-            complete = read_is_complete(source_system, since)
-            deleted = [] if complete else _deleted_sources(sink, events, patients)
-            changed = wh.upsert_events(events, patients, run_id=run_id, full=complete, deleted=deleted)
+            wh.write_quarantine_batches(run_id, spooled_quarantine(spool))
+            pipeline.check_quarantine(cfg, spool)
+            changed = _store_events(wh, spool, run_id, complete=read_is_complete(source_system, since))
             step("events:committed")
-            all_events, all_patients = wh.load_events()
-            derivation = derive(all_events, all_patients, cfg.rules, matcher.mappings, source_system)
-            stored_cutoffs = set(wh.read_table("outcome")["cutoff"])
+            cutoff = wh.cutoff(cfg.rules.cutoff)
             # The default cutoff is data-wide: when it moves, every patient's outcome moves with it.
-            if since is not None and stored_cutoffs == {derivation.cutoff}:
-                wh.replace_derived(derivation.tables, patient_ids=changed)
-            else:
-                wh.replace_derived(derivation.tables)
-            summary = pipeline.write_outputs(cfg, derivation, quarantine, source_system)
+            only_changed = since is not None and wh.stored_cutoffs() == {cutoff}
+            derived = Path(tmp) / "derived"
+            derivation = _derive_to_files(
+                wh, cfg, matcher, source_system, cutoff, derived, partition_rows or PARTITION_ROWS
+            )
+            wh.replace_derived_batches(
+                {name: _stored_batches(derived / name) for name in DERIVED_TABLES},
+                patient_ids=changed if only_changed else None,
+            )
+            summary = pipeline.write_outputs(cfg, derivation, spool.quarantine_csv, source_system)
             step("outputs")
         except BaseException as err:
-            counts = {**sink.stats.as_dict(), "events": len(sink.events)}
+            with contextlib.suppress(Exception):
+                spool.close()
+            counts = {**spool.stats.as_dict(), "events": spool.n_events}
             wh.end_run(run_id, "failed", counts, error=f"{type(err).__name__}: {err}")
             raise
-        counts = {**sink.stats.as_dict(), "events": len(sink.events)}
-        wh.end_run(run_id, "ok", counts, watermark=sink.watermark, n_patients_changed=len(changed))
+        counts = {**spool.stats.as_dict(), "events": spool.n_events}
+        wh.end_run(run_id, "ok", counts, watermark=spool.watermark, n_patients_changed=len(changed))
     summary.update({"run_id": run_id, "mode": mode, "since": since, "patients_changed": len(changed)})
     return dict(summary)
 
 
-def _deleted_sources(sink: EventSink, events: Any, patients: Any) -> list[str]:
+def _store_events(wh: Warehouse, spool: EventSpool, run_id: str, *, complete: bool) -> set[str]:
+    """Upsert the spooled read into the event store in batches (one transaction); the changed patients."""
+    from leopard_etl.spool import kept_sources, spooled_events, spooled_patients
+
+    con = spool.connect()
+    try:
+        deleted = [] if complete else _deleted_sources(spool, kept_sources(spool, con, spool.touched))
+        return wh.upsert_event_batches(
+            spooled_events(spool, con),
+            spooled_patients(spool, con),
+            run_id=run_id,
+            full=complete,
+            deleted=deleted,
+        )
+    finally:
+        con.close()
+
+
+def _derive_to_files(
+    wh: Warehouse,
+    cfg: RunConfig,
+    matcher: CodeMatcher,
+    source_system: str,
+    cutoff: dt.date,
+    folder: Path,
+    partition_rows: int,
+) -> Derivation:
+    """Derive the stored events one patient range at a time with the data-wide cutoff fixed.
+
+    Each partition's derived tables go to Parquet under ``folder/<table>/`` (typed and
+    checked now, loaded later in one transaction); the returned derivation keeps only
+    what the file outputs need (:data:`leopard_etl.pipeline.REPORT_TABLES`).
+    """
+    from leopard_etl.partitioned import derive_partitions
+    from leopard_etl.pipeline import REPORT_TABLES
+
+    def store(i: int, part: Derivation) -> None:
+        check_frames(part.tables, DERIVED_TABLES)
+        for name in DERIVED_TABLES:
+            if name == "cohort_attrition":  # cohort-wide: from the merged attrition below
+                continue
+            data = to_arrow(part.tables[name], METADATA.tables[name])
+            if data.num_rows:
+                (folder / name).mkdir(parents=True, exist_ok=True)
+                pq.write_table(data, folder / name / f"part-{i:06d}.parquet")
+
+    derivation: Derivation = derive_partitions(
+        wh.event_partitions(partition_rows),
+        cfg.rules,
+        matcher.mappings,
+        source_system,
+        cutoff,
+        tables=REPORT_TABLES,
+        each=store,
+    )
+    attrition = derivation.tables["cohort_attrition"]
+    (folder / "cohort_attrition").mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        to_arrow(attrition, METADATA.tables["cohort_attrition"]), folder / "cohort_attrition" / "all.parquet"
+    )
+    return derivation
+
+
+def _stored_batches(folder: Path) -> Iterator[pa.Table]:
+    """The Parquet files of one derived table, read one at a time when the load consumes them."""
+    for path in sorted(folder.glob("*.parquet")):
+        yield pq.read_table(path)
+
+
+def _deleted_sources(sink: EventSink, kept: set[str]) -> list[str]:
     """Records this incremental read saw that no longer yield anything (entered-in-error, refuted,
-    out of scope now) or that the source reported deleted: their stored events must go."""
-    kept = set(events["source"]) | set(patients["source"])
+    out of scope now) or that the source reported deleted: their stored events must go.
+
+    ``kept``: the source references of the events and patient records the read produced."""
     gone = {ref for ref in sink.touched if ref not in kept and not ref.startswith("fhir:Medication/")}
     return sorted(gone | set(sink.deleted))

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, create_engine, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
@@ -30,13 +32,20 @@ from sqlalchemy.pool import StaticPool
 from leopard_etl.errors import ConfigError, LockHeldError, SourceError
 from leopard_etl.events import Quarantined
 from leopard_etl.privacy import redact_source
+from leopard_etl.spool import latest_date, latest_death_sql, latest_event_sql
 from leopard_etl.warehouse import runs as runlog
-from leopard_etl.warehouse.bulk import bulk_insert, quote_ident, to_arrow
-from leopard_etl.warehouse.derived import replace_tables
-from leopard_etl.warehouse.eventstore import load_store, write_store
+from leopard_etl.warehouse.bulk import bulk_insert, drop_stage, quote_ident, stage, to_arrow
+from leopard_etl.warehouse.derived import PATIENT_TABLES, recount_attrition, replace_tables
+from leopard_etl.warehouse.eventstore import (
+    load_range,
+    load_store,
+    patient_ranges,
+    write_store,
+    write_store_batches,
+)
 from leopard_etl.warehouse.lock import file_lock, postgres_lock
 from leopard_etl.warehouse.migrate import current_version, migrate_connection
-from leopard_etl.warehouse.schema import METADATA, quarantine
+from leopard_etl.warehouse.schema import DERIVED_TABLES, METADATA, quarantine
 
 __all__ = ["Warehouse"]
 
@@ -45,6 +54,8 @@ log = logging.getLogger(__name__)
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DEFAULT_SCHEMA = {"duckdb": "main", "postgresql": "public"}
 _MAX_RECORD = 4000
+#: memory a DuckDB warehouse may use before it spills to disk (the event store upsert is the peak)
+DUCKDB_MEMORY = "512MB"
 
 
 def _noop(_point: str) -> None:
@@ -93,8 +104,18 @@ class Warehouse:
             if db != ":memory:":
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
                 self._lock_path = Path(db + ".lock")
-            pool = {"poolclass": StaticPool} if db == ":memory:" else {}
-            self._engine = create_engine(parsed, **pool)
+            # DuckDB's default limit (80% of RAM) lets a large upsert grow the process; within a
+            # limit a database file spills to ``<database>.tmp`` and the run's memory stays flat.
+            options: dict[str, Any] = (
+                {"poolclass": StaticPool}
+                if db == ":memory:"
+                else {
+                    "connect_args": {
+                        "config": {"memory_limit": DUCKDB_MEMORY, "preserve_insertion_order": False}
+                    }
+                }
+            )
+            self._engine = create_engine(parsed, **options)
         else:
             self._engine = create_engine(parsed, pool_pre_ping=True)
 
@@ -185,6 +206,44 @@ class Warehouse:
         log.info("event store: %d events in, %d patients changed", len(events), len(changed))
         return changed
 
+    def upsert_event_batches(
+        self,
+        events: Iterable[pa.Table],
+        patients: Iterable[pa.Table],
+        *,
+        run_id: str,
+        full: bool = False,
+        deleted: Iterable[str] = (),
+    ) -> set[str]:
+        """:meth:`upsert_events` of Arrow batches, one in memory at a time, in the same one transaction.
+
+        Each source reference (events) and patient id must occur once over all batches.
+        """
+        with self._tx() as conn:
+            changed = write_store_batches(
+                conn, self.q, events, patients, run_id=run_id, full=full, deleted=deleted
+            )
+            self._checkpoint("events:commit")
+        log.info("event store: %d patients changed", len(changed))
+        return changed
+
+    def cutoff(self, configured: dt.date | None) -> dt.date:
+        """``configured``, else the data-wide default cutoff of the stored events (the spool's SQL)."""
+        if configured is not None:
+            return configured
+        with self._tx() as conn:
+            rows = [
+                tuple(conn.exec_driver_sql(latest_event_sql(self.q("source_event"))).one()),
+                tuple(conn.exec_driver_sql(latest_death_sql(self.q("source_patient"))).one()),
+            ]
+        return latest_date(rows)
+
+    def event_partitions(self, partition_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        """:meth:`load_events` in ranges of patients of about ``partition_rows`` stored events each."""
+        with self._tx() as conn:
+            for low, high in patient_ranges(conn, self.q, partition_rows):
+                yield load_range(conn, self.q, low, high)
+
     def load_events(self, patient_ids: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(events_df, patients_df) from the store, all patients or only ``patient_ids``."""
         with self._tx() as conn:
@@ -201,6 +260,56 @@ class Warehouse:
         self._checkpoint("committed")
         log.info("derived tables replaced (%s): %s", "full" if patient_ids is None else "incremental", counts)
         return counts
+
+    def replace_derived_batches(
+        self, tables: Mapping[str, Iterable[pa.Table]], patient_ids: Iterable[str] | None = None
+    ) -> dict[str, int]:
+        """:meth:`replace_derived` of Arrow batches typed like the schema (``to_arrow``), one transaction.
+
+        Full: every derived table. ``patient_ids``: the patient tables, of which only those
+        patients' rows are written, then ``cohort_attrition`` is recounted. Each iterable is
+        consumed once, inside the transaction, so it should read its batches lazily (from disk).
+        """
+        names = DERIVED_TABLES if patient_ids is None else PATIENT_TABLES
+        missing = [n for n in names if n not in tables]
+        if missing:
+            raise ValueError(f"derived tables missing from the load: {missing}")
+        ids = None if patient_ids is None else pa.array(sorted(set(patient_ids)), pa.string())
+        with self._tx() as conn:
+            chosen, ids_stage = "", None
+            if ids is not None:
+                ids_stage = stage(conn, "_leopard_changed", pa.table({"patient_id": ids}))
+                chosen = f" WHERE patient_id IN (SELECT patient_id FROM {ids_stage})"
+            try:
+                counts = {}
+                for name in names:
+                    conn.exec_driver_sql(f"DELETE FROM {self.q(name)}{chosen}")
+                    self._checkpoint(f"deleted:{name}")
+                    counts[name] = 0
+                    for data in tables[name]:
+                        if ids is not None:
+                            data = data.filter(pc.is_in(data.column("patient_id"), value_set=ids))
+                        counts[name] += bulk_insert(conn, self.q(name), data)
+                    self._checkpoint(f"inserted:{name}")
+                if ids is not None:
+                    recount_attrition(conn, self.q)
+                    self._checkpoint("inserted:cohort_attrition")
+                conn.exec_driver_sql(f"DELETE FROM {self.q('derive_pending')}{chosen}")
+            finally:
+                if ids_stage is not None:
+                    drop_stage(conn, ids_stage)
+            self._checkpoint("commit")
+        self._checkpoint("committed")
+        mode = "full" if patient_ids is None else "incremental"
+        log.info("derived tables replaced (%s): %s", mode, counts)
+        return counts
+
+    def stored_cutoffs(self) -> set[dt.date | None]:
+        """The distinct cutoffs of the stored ``outcome`` rows (one, unless the table is empty)."""
+        with self._tx() as conn:
+            return {
+                row[0] for row in conn.exec_driver_sql(f"SELECT DISTINCT cutoff FROM {self.q('outcome')}")
+            }
 
     def read_table(self, name: str) -> pd.DataFrame:
         """A whole warehouse table, ordered by its primary key (or all columns)."""
@@ -265,9 +374,18 @@ class Warehouse:
 
     def write_quarantine(self, run_id: str, rows: Iterable[Quarantined | Mapping[str, Any]]) -> int:
         """Append quarantined records of a run (bulk); returns how many."""
-        data = to_arrow(runlog.quarantine_frame(run_id, rows, _MAX_RECORD), quarantine)
+        return self.write_quarantine_batches(run_id, [rows])
+
+    def write_quarantine_batches(
+        self, run_id: str, batches: Iterable[Iterable[Quarantined | Mapping[str, Any]]]
+    ) -> int:
+        """:meth:`write_quarantine` of batches (one in memory at a time), in one transaction."""
         with self._tx() as conn:
-            return bulk_insert(conn, self.q("quarantine"), data)
+            n = 0
+            for rows in batches:
+                data = to_arrow(runlog.quarantine_frame(run_id, rows, _MAX_RECORD), quarantine)
+                n += bulk_insert(conn, self.q("quarantine"), data)
+            return n
 
     def ping(self) -> None:
         """Raise SourceError when the warehouse cannot be reached."""

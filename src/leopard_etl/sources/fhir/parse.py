@@ -29,7 +29,7 @@ from .dates import parse_fhir_date
 from .fields import codings, extract_dose, extract_laterality, extract_site
 from .references import UrnIndex, reference_target
 
-__all__ = ["EXCLUDED_STATUS", "READ_TYPES", "FhirRecordReader"]
+__all__ = ["EXCLUDED_STATUS", "READ_TYPES", "CodedContent", "FhirRecordReader", "coded_content"]
 
 SOURCE_SYSTEM = "fhir"
 RECORD_MAX = 4000  # characters of the raw record kept in a quarantine row
@@ -129,6 +129,40 @@ class FhirRecordReader:
                 self._quarantine(location, f"reference to unknown Patient/{pid}", e.source)
         self._wait_patient.clear()
 
+    # --- for the columnar reader (public, no effect on the reading above) ---------------------------
+    @property
+    def known_patients(self) -> set[str]:
+        """Ids of the Patients read so far (events of other patients wait)."""
+        return self._patients
+
+    @property
+    def medications(self) -> dict[str, list[tuple[str, str]]]:
+        """Medication id → its codings, for the Medications read so far."""
+        return self._medications
+
+    def accept_event(self, e: Event, location: str) -> None:
+        """Take an event decided elsewhere: to the sink, or waiting for its Patient (in_scope once taken)."""
+        self._accept(e, location)
+
+    def coded_row(self, res: dict[str, Any]) -> CodedContent | None:
+        """The coded content of a clinical resource as :meth:`feed` would read it; ``None``: no code group.
+
+        Raises ``LookupError`` when it names a Medication not read yet; any other exception means the
+        resource would be quarantined (the columnar reader then feeds it here).
+        """
+        rtype = res["resourceType"]
+        m = self.matcher
+        if rtype not in ("MedicationAdministration", "MedicationRequest"):
+            code_list = codings(res.get("code"), m)
+        elif "medicationCodeableConcept" in res:
+            code_list = codings(res["medicationCodeableConcept"], m)
+        else:
+            found = self._resolve_medication(res, None)
+            if found is None:
+                raise LookupError("Medication not read yet")
+            code_list = found
+        return coded_content(res, rtype, code_list, m)
+
     # --- dispatch ----------------------------------------------------------
     def _feed(self, res: Any, location: str, urns: UrnIndex | None, fallback_id: str | None) -> None:
         if not isinstance(res, dict):
@@ -189,37 +223,21 @@ class FhirRecordReader:
         elif "medicationCodeableConcept" in res:
             code_list = codings(res["medicationCodeableConcept"], m)
         else:
-            found = self._medication_codings(res, location, urns)
+            found = self._medication_codings(res, rid, location, urns)
             if found is None:  # waits for its Medication
                 return
             code_list = found
-        values = codings(res.get("valueCodeableConcept"), m) if rtype == "Observation" else []
-        if values:
-            groups: frozenset[str] = frozenset()
-            ingredient = first = None
-            for v in values:
-                g, ing, f = m.match_any(code_list, v)
-                groups |= g
-                ingredient, first = ingredient or ing, first or f
-        else:
-            groups, ingredient, first = m.match_any(code_list)
-        if not groups or first is None:
+        coded = coded_content(res, rtype, code_list, m)
+        if coded is None:
             self.sink.stats.skip("no code group")
             return
+        groups, ingredient, first, site, laterality, body_site, value = coded
         target = reference_target((res.get("subject") or {}).get("reference"), urns)
         if target is None:
             raise _Bad("no subject" if not res.get("subject") else "unresolvable subject reference")
         if target[0] != "Patient":
             raise _Bad(f"subject is a {target[0]}, not a Patient")
         start, precision, end = _dates(res, rtype)
-        field = bool(groups & RT_GROUPS)
-        site, lat_from_site, body_site = extract_site(res, code_list, m, field=field)
-        laterality = extract_laterality(res, code_list, m) or lat_from_site
-        value = None
-        if "stage_group" in groups:
-            value = _stage_value(res, m)
-        elif "stage_condition" in groups:
-            value = next((s for s in (m.entry_stage(sy, c) for sy, c in code_list) if s), None)
         lesion_id = None
         if "lesion" in groups:
             ident = res.get("identifier")
@@ -250,8 +268,20 @@ class FhirRecordReader:
         )
 
     def _medication_codings(
-        self, res: dict[str, Any], location: str, urns: UrnIndex | None
+        self, res: dict[str, Any], rid: str, location: str, urns: UrnIndex | None
     ) -> list[tuple[str, str]] | None:
+        found = self._resolve_medication(res, urns)
+        if found is not None:
+            return found
+        mid = str(reference_target(res["medicationReference"]["reference"], urns)[1])  # type: ignore[index]
+        self.sink.stats.read -= 1  # counted again when it is fed back
+        # a Bundle entry without ``id`` keeps the id it was given (its urn:uuid) while it waits
+        waiting = res if res.get("id") == rid else {**res, "id": rid}
+        self._wait_medication.setdefault(mid, []).append((orjson.dumps(waiting).decode(), location, urns))
+        return None
+
+    def _resolve_medication(self, res: dict[str, Any], urns: UrnIndex | None) -> list[tuple[str, str]] | None:
+        """Codings named by ``medicationReference``; ``None`` for a Medication not read yet."""
         ref = res.get("medicationReference")
         if not isinstance(ref, dict):
             raise _Bad("no medication (neither medicationCodeableConcept nor medicationReference)")
@@ -266,11 +296,7 @@ class FhirRecordReader:
             raise _Bad(f"contained Medication #{mid} not found")
         if kind != "Medication":
             raise _Bad(f"medicationReference names a {kind}")
-        if mid in self._medications:
-            return self._medications[mid]
-        self.sink.stats.read -= 1  # counted again when it is fed back
-        self._wait_medication.setdefault(mid, []).append((orjson.dumps(res).decode(), location, urns))
-        return None
+        return self._medications.get(mid)
 
     # --- output ------------------------------------------------------------
     def _accept(self, e: Event, location: str = "") -> None:
@@ -291,6 +317,41 @@ class FhirRecordReader:
             except TypeError:
                 text = repr(raw)
         self.sink.quarantine(Quarantined(SOURCE_SYSTEM, location, reason, text[:RECORD_MAX]))
+
+#: (groups, ingredient, first matching coding, site, laterality, body-site categories, stage value)
+CodedContent = tuple[
+    frozenset[str], str | None, tuple[str, str], str | None, str | None, str | None, str | None
+]
+
+
+def coded_content(
+    res: dict[str, Any], rtype: str, code_list: list[tuple[str, str]], m: CodeMatcher
+) -> CodedContent | None:
+    """Groups, site, laterality and stage value of a clinical resource with codings ``code_list``.
+
+    ``None`` when no coding is in a code group (the record is out of scope).
+    """
+    values = codings(res.get("valueCodeableConcept"), m) if rtype == "Observation" else []
+    if values:
+        groups: frozenset[str] = frozenset()
+        ingredient = first = None
+        for v in values:
+            g, ing, f = m.match_any(code_list, v)
+            groups |= g
+            ingredient, first = ingredient or ing, first or f
+    else:
+        groups, ingredient, first = m.match_any(code_list)
+    if not groups or first is None:
+        return None
+    field = bool(groups & RT_GROUPS)
+    site, lat_from_site, body_site = extract_site(res, code_list, m, field=field)
+    laterality = extract_laterality(res, code_list, m) or lat_from_site
+    value = None
+    if "stage_group" in groups:
+        value = _stage_value(res, m)
+    elif "stage_condition" in groups:
+        value = next((s for s in (m.entry_stage(sy, c) for sy, c in code_list) if s), None)
+    return groups, ingredient, first, site, laterality, body_site, value
 
 
 def _status(value: Any) -> str | None:
@@ -327,7 +388,7 @@ def _dates(res: dict[str, Any], rtype: str) -> tuple[dt.date, str, dt.date | Non
         if rtype == "Procedure" and element == "performedPeriod" and part == "start":
             end = _optional_date(res["performedPeriod"].get("end"), "performedPeriod.end")
             if end is not None and end < start:
-                raise _Bad("performedPeriod ends before it starts")
+                end = None  # ends on its start (decisions.md), as in OMOP; e.g. 2020-03 (15th) to 2020-03-02
         return start, precision, end
     raise _Bad(f"no usable date ({' | '.join(e + ('.' + p if p else '') for e, p in _DATE_PATHS[rtype])})")
 
