@@ -10,6 +10,7 @@ always skip cleanly without one.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,3 +30,33 @@ def require_service(available: bool, reason: str, *, ci_must_run: bool = True) -
 def require_service_fixture() -> object:
     """The same policy as a fixture, for test folders that cannot import this module."""
     return require_service
+
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """SQLAlchemy URL of a fresh PostgreSQL database for this test session, dropped at the end.
+
+    One database for the whole session: test folders that need isolation use their own
+    schemas in it. Without a server: skip locally, fail in CI (:func:`require_service`).
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    name = f"leopard_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        require_service(False, f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc.orig})")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -8,56 +8,13 @@ schemas. Without a server the PostgreSQL tests skip locally and fail in CI
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from omop_fixture_cdm import build_cdm
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-def _require_service(available: bool, reason: str) -> None:
-    """tests/conftest.py's policy, loaded by path (a nested conftest cannot import it by name)."""
-    spec = importlib.util.spec_from_file_location(
-        "leopard_tests_root_conftest", Path(__file__).parents[1] / "conftest.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.require_service(available, reason)
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str | None]:
-    """URL of a fresh PostgreSQL database for this session, or None when no server answers."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"leopard_omop_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        yield None
-        return
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(scope="session")
-def pg_url(pg_database: str | None) -> str:
-    _require_service(pg_database is not None, "PostgreSQL on 127.0.0.1:5432 is not reachable")
-    assert pg_database is not None
-    return pg_database
-
+from sqlalchemy import create_engine
 
 _built: set[tuple[str, str]] = set()
 

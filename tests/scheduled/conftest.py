@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from scheduled_cli import Target
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 TESTS = Path(__file__).resolve().parents[1]
 
 
@@ -31,44 +30,6 @@ def _load(name: str, path: Path) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
-
-
-_policy = _load("leopard_scheduled_test_policy", TESTS / "conftest.py")
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN):
-            return True
-    except Exception:
-        return False
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str | None]:
-    """Name of a fresh database on the local server (None when the server is unreachable)."""
-    if not _pg_available():
-        yield None
-        return
-    import psycopg
-
-    name = f"leopard_sched_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_url(pg_database: str | None) -> str:
-    """SQLAlchemy URL of the session database (skips / fails per policy without a server)."""
-    _policy.require_service(pg_database is not None, "PostgreSQL is not reachable on 127.0.0.1:5432")
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg_database}"
 
 
 @pytest.fixture
