@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from leopard_etl.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Rules", "RunConfig", "load_config", "resolve_secret"]
+__all__ = ["ENV_PREFIX", "Rules", "RunConfig", "load_config", "resolve_secret", "url_with_password"]
 
 log = logging.getLogger(__name__)
 
@@ -272,3 +272,14 @@ def resolve_secret(
             raise ConfigError(message, fix="check the path") from None
     return None
 
+
+
+def url_with_password(url: str, password_env: str | None) -> str:
+    """``url`` with the password from the variable ``password_env`` filled in (URLs in config
+    files never hold passwords; the value never reaches logs, which print the URL masked)."""
+    password = resolve_secret(password_env, None)
+    if not password:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)

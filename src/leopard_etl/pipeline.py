@@ -107,9 +107,11 @@ def _matcher(cfg: RunConfig) -> CodeMatcher:
 def _read(cfg: RunConfig, matcher: CodeMatcher, sink: EventSink, *, since: str | None, bulk: bool) -> str:
     """Fill the sink from the configured source; returns the source system name."""
     if cfg.omop:
+        from .config import url_with_password
         from .sources.omop import read_omop
 
-        read_omop(cfg.omop, matcher, sink, cdm_schema=cfg.cdm_schema, vocab_schema=cfg.vocab_schema)
+        url = url_with_password(cfg.omop, cfg.omop_password_env)
+        read_omop(url, matcher, sink, cdm_schema=cfg.cdm_schema, vocab_schema=cfg.vocab_schema)
         return "omop"
     from .sources.fhir import read_fhir
 

@@ -110,3 +110,12 @@ def test_json_logs_carry_extra_fields() -> None:
         logging.getLogger("leopard_etl").removeHandler(handler)
     entry = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert (entry["msg"], entry["level"], entry["run_id"], entry["n"]) == ("run r1 ended", "info", "r1", 3)
+
+
+def test_database_password_comes_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leopard_etl.config import url_with_password
+
+    monkeypatch.setenv("OMOP_DB_PASSWORD", "s3cr3t")
+    url = url_with_password("postgresql+psycopg://etl@db:5432/omop", "OMOP_DB_PASSWORD")
+    assert url == "postgresql+psycopg://etl:s3cr3t@db:5432/omop"
+    assert url_with_password("duckdb:///cdm.duckdb", None) == "duckdb:///cdm.duckdb"
