@@ -164,7 +164,7 @@ def run_pipeline(req: RunRequest) -> dict[str, Any]:
     cfg = _resolve_config(req)
     from .logs import configure_logging
 
-    configure_logging(json=cfg.log_json)
+    configure_logging(json=cfg.log_json, level=cfg.log_level)
     matcher = _matcher(cfg)
     if cfg.warehouse:
         from .warehouse.runner import run_with_warehouse
@@ -252,14 +252,18 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     patients_csv = derivation.patients_csv
     tables = derivation.tables
-    if cfg.pseudonymise_key_env:
-        import os
+    if cfg.pseudonymise_key_env or cfg.pseudonymise_key_file:
+        from .config import resolve_secret
+        from .privacy import check_key, pseudonymise
 
-        from .privacy import key_from_env, pseudonymise
-
-        pseudo = pseudonymise(
-            {"patients_csv": patients_csv, **tables}, key_from_env(cfg.pseudonymise_key_env, os.environ)
-        )
+        secret = resolve_secret(cfg.pseudonymise_key_env, cfg.pseudonymise_key_file)
+        if not secret:
+            raise ConfigError(
+                "the pseudonymisation key is empty", fix="put the key in the named env var or file"
+            )
+        key = secret.encode("utf-8")
+        check_key(key)
+        pseudo = pseudonymise({"patients_csv": patients_csv, **tables}, key)
         patients_csv = pseudo.pop("patients_csv")
         tables = pseudo
     patients_csv.to_csv(out / "patients.csv", index=False)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from leopard_etl.errors import ConfigError
 
-__all__ = ["PSEUDONYM_LENGTH", "key_from_env", "pseudonym", "pseudonymise", "redact_source"]
+__all__ = ["PSEUDONYM_LENGTH", "check_key", "key_from_env", "pseudonym", "pseudonymise", "redact_source"]
 
 PSEUDONYM_LENGTH = 32
 MIN_KEY_BYTES = 16
@@ -38,7 +38,7 @@ def pseudonym(patient_id: str, key: bytes) -> str:
     return hmac.new(key, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:PSEUDONYM_LENGTH]
 
 
-def _check_key(key: bytes) -> None:
+def check_key(key: bytes) -> None:
     if len(key) < MIN_KEY_BYTES:
         raise ConfigError(
             f"pseudonymisation key is {len(key)} bytes, at least {MIN_KEY_BYTES} are needed",
@@ -48,7 +48,7 @@ def _check_key(key: bytes) -> None:
 
 def pseudonymise(frames: Mapping[str, pd.DataFrame], key: bytes) -> dict[str, pd.DataFrame]:
     """Copies of ``frames`` with every ``patient_id`` (and patient reference) replaced by its pseudonym."""
-    _check_key(key)
+    check_key(key)
     cache: dict[str, str] = {}
 
     def one(value: object) -> object:
@@ -87,7 +87,7 @@ def key_from_env(env_name: str | None, env: Mapping[str, str]) -> bytes:
             fix=f"export {env_name}=<at least {MIN_KEY_BYTES} random bytes, e.g. 64 hex characters>",
         )
     key = value.encode("utf-8")
-    _check_key(key)
+    check_key(key)
     return key
 
 

@@ -139,3 +139,22 @@ def test_explain_names_the_records_behind_each_call(tmp_path: Path) -> None:
         timeout=120,
     )
     assert missing.returncode == 2 and "no-such-patient" in missing.stderr
+
+
+def test_pseudonymised_outputs_are_stable_and_keyed(tmp_path: Path) -> None:
+    """With a key file, every output id is an HMAC pseudonym: same key → same ids, other key → others."""
+    data = tmp_path / "data"
+    generate(patients=40, seed=3, out=data, fmt="fhir-ndjson")
+    ids = []
+    for run, secret in enumerate(["k" * 32, "k" * 32, "z" * 32]):
+        key = tmp_path / f"key{run}"
+        key.write_text(secret)
+        config = tmp_path / f"leopard{run}.yaml"
+        config.write_text(f"pseudonymise_key_file: {key}\n")
+        out = tmp_path / f"out{run}"
+        run_pipeline(RunRequest(fhir=[str(data)], out=out, config=config))
+        ids.append(list(_read(out / "patients.csv")["patient_id"]))
+    truth = set(_read(data / "expected" / "patients.csv")["patient_id"])
+    assert sorted(ids[0]) == sorted(ids[1]) and not set(ids[0]) & truth
+    assert len(set(ids[0])) == len(truth) and all(len(i) == 32 for i in ids[0])
+    assert not set(ids[0]) & set(ids[2])
