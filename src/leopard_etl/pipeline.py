@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, QuarantineError
+from .errors import ConfigError, QuarantineError, SourceError
 from .events import EVENT_COLUMNS, PATIENT_COLUMNS, QUARANTINE_COLUMNS, EventSink
 
 if TYPE_CHECKING:
@@ -347,7 +347,22 @@ def warehouse_status(url: str | None, config: Path | None, limit: int) -> list[s
     cfg = load_config(config, {"warehouse": url} if url else {}, os.environ)
     if not cfg.warehouse:
         raise ConfigError("no warehouse given", fix="use --warehouse URL or set warehouse in the config")
-    runs = Warehouse(cfg.warehouse, cfg.warehouse_schema).runs(limit)
+    import sqlalchemy as sa
+
+    target = sa.engine.make_url(cfg.warehouse)
+    db = target.database if target.get_backend_name() == "duckdb" else None
+    if db and db != ":memory:" and not Path(db).is_file():  # status only looks: it creates nothing
+        raise SourceError(f"warehouse {db} does not exist", fix="check --warehouse, or run a load first")
+    try:
+        runs = Warehouse(cfg.warehouse, cfg.warehouse_schema).runs(limit)
+    except sa.exc.SQLAlchemyError as exc:
+        if "etl_run" in str(exc):
+            return ["no runs yet (the warehouse has no leopard-etl tables)"]
+        raise SourceError(
+            f"cannot read the run log of {target.render_as_string(hide_password=True)}: "
+            f"{type(exc.orig or exc).__name__}",
+            fix="check the warehouse URL, schema and credentials",
+        ) from None
     if not runs:
         return ["no runs yet"]
     lines = []

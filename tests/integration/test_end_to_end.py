@@ -158,3 +158,15 @@ def test_pseudonymised_outputs_are_stable_and_keyed(tmp_path: Path) -> None:
     assert sorted(ids[0]) == sorted(ids[1]) and not set(ids[0]) & truth
     assert len(set(ids[0])) == len(truth) and all(len(i) == 32 for i in ids[0])
     assert not set(ids[0]) & set(ids[2])
+
+
+def test_status_of_a_missing_warehouse_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.duckdb"
+    proc = subprocess.run(
+        [sys.executable, "-m", "leopard_etl.cli", "status", "--warehouse", f"duckdb:///{missing}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert not missing.exists()
