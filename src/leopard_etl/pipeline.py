@@ -360,7 +360,7 @@ def warehouse_status(url: str | None, config: Path | None, limit: int) -> list[s
             return ["no runs yet (the warehouse has no leopard-etl tables)"]
         raise SourceError(
             f"cannot read the run log of {target.render_as_string(hide_password=True)}: "
-            f"{type(exc.orig or exc).__name__}",
+            f"{type(getattr(exc, 'orig', None) or exc).__name__}",
             fix="check the warehouse URL, schema and credentials",
         ) from None
     if not runs:
