@@ -42,6 +42,7 @@ from leopard_etl.warehouse.eventstore import (
     patient_ranges,
     write_store,
     write_store_batches,
+    write_store_staged,
 )
 from leopard_etl.warehouse.lock import file_lock, postgres_lock
 from leopard_etl.warehouse.migrate import current_version, migrate_connection
@@ -217,13 +218,27 @@ class Warehouse:
     ) -> set[str]:
         """:meth:`upsert_events` of Arrow batches, one in memory at a time, in the same one transaction.
 
-        Each source reference (events) and patient id must occur once over all batches.
+        Each source reference (events) and patient id must occur once over all batches. DuckDB
+        stages them first in scratch tables committed in steps (its uncommitted rows stay in memory);
+        the store change and the pending marks are still the one transaction.
         """
-        with self._tx() as conn:
-            changed = write_store_batches(
-                conn, self.q, events, patients, run_id=run_id, full=full, deleted=deleted
+        if self.dialect == "duckdb":
+            changed = write_store_staged(
+                self._tx,
+                self.q,
+                events,
+                patients,
+                run_id=run_id,
+                full=full,
+                deleted=deleted,
+                checkpoint=self._checkpoint,
             )
-            self._checkpoint("events:commit")
+        else:
+            with self._tx() as conn:
+                changed = write_store_batches(
+                    conn, self.q, events, patients, run_id=run_id, full=full, deleted=deleted
+                )
+                self._checkpoint("events:commit")
         log.info("event store: %d patients changed", len(changed))
         return changed
 
