@@ -82,6 +82,11 @@ class RunConfig(BaseModel):
     out: Path = Path("leopard-out")
     warehouse: str | None = None
     warehouse_schema: str | None = None
+    warehouse_duckdb_memory: str = Field(
+        "2GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB warehouse memory_limit: above it DuckDB spills to disk (the store upsert peaks)",
+    )
     mappings_extra: list[Path] = Field(default_factory=list)
     rules: Rules = Field(default_factory=lambda: Rules.model_validate({}))
     small_cell_threshold: int = 5
@@ -271,7 +276,6 @@ def resolve_secret(
             message = f"secret file {file} cannot be read ({err.strerror})"
             raise ConfigError(message, fix="check the path") from None
     return None
-
 
 
 def url_with_password(url: str, password_env: str | None) -> str:

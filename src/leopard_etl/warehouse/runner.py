@@ -123,7 +123,9 @@ def run_with_warehouse(
     source = "; ".join(cfg.fhir) if cfg.fhir else (cfg.omop or "")
     source_system = "omop" if cfg.omop else "fhir"
     mode = "incremental" if incremental or cfg.mode == "incremental" else "full"
-    wh = Warehouse(warehouse_url(cfg), cfg.warehouse_schema, checkpoint=step)
+    wh = Warehouse(
+        warehouse_url(cfg), cfg.warehouse_schema, checkpoint=step, duckdb_memory=cfg.warehouse_duckdb_memory
+    )
     with wh, wh.lock(), tempfile.TemporaryDirectory(prefix="leopard-warehouse-run-") as tmp:
         wh.migrate()
         since = wh.last_watermark(source) if mode == "incremental" else None
