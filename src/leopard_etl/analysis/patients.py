@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from leopard_etl.cohort.patients_csv import CSV_COLUMNS
 from leopard_etl.errors import ConfigError
 
 __all__ = [
@@ -26,28 +27,8 @@ __all__ = [
     "split_sites",
 ]
 
-PATIENT_COLUMNS: tuple[str, ...] = (
-    "patient_id",
-    "in_cohort",
-    "exclusion_reason",
-    "stage",
-    "crt_type",
-    "crt_start",
-    "crt_end",
-    "durvalumab_start",
-    "durvalumab_doses",
-    "recurrence",
-    "recurrence_date",
-    "pattern",
-    "n_lesions",
-    "sites",
-    "field",
-    "salvage",
-    "death",
-    "last_alive_date",
-    "os_months",
-    "prs_months",
-)
+#: spec §5 patients.csv columns: the contract is defined once, beside its writer
+PATIENT_COLUMNS: tuple[str, ...] = CSV_COLUMNS
 
 #: Recurrence patterns of spec §3.9 (``none`` = no recurrence).
 PATTERNS: tuple[str, ...] = ("oligo", "poly", "unclassified", "none")
