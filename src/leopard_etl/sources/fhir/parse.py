@@ -151,17 +151,12 @@ class FhirRecordReader:
         resource would be quarantined (the columnar reader then feeds it here).
         """
         rtype = res["resourceType"]
-        m = self.matcher
-        if rtype not in ("MedicationAdministration", "MedicationRequest"):
-            code_list = codings(res.get("code"), m)
-        elif "medicationCodeableConcept" in res:
-            code_list = codings(res["medicationCodeableConcept"], m)
-        else:
-            found = self._resolve_medication(res, None)
-            if found is None:
+        code_list = _own_codings(res, rtype, self.matcher)
+        if code_list is None:
+            code_list = self._resolve_medication(res, None)
+            if code_list is None:
                 raise LookupError("Medication not read yet")
-            code_list = found
-        return coded_content(res, rtype, code_list, m)
+        return coded_content(res, rtype, code_list, self.matcher)
 
     # --- dispatch ----------------------------------------------------------
     def _feed(self, res: Any, location: str, urns: UrnIndex | None, fallback_id: str | None) -> None:
@@ -218,15 +213,11 @@ class FhirRecordReader:
             self.sink.stats.skip(f"{rtype} {element} {status}")
             return
         m = self.matcher
-        if rtype not in ("MedicationAdministration", "MedicationRequest"):
-            code_list = codings(res.get("code"), m)
-        elif "medicationCodeableConcept" in res:
-            code_list = codings(res["medicationCodeableConcept"], m)
-        else:
-            found = self._medication_codings(res, rid, location, urns)
-            if found is None:  # waits for its Medication
+        code_list = _own_codings(res, rtype, m)
+        if code_list is None:
+            code_list = self._medication_codings(res, rid, location, urns)
+            if code_list is None:  # waits for its Medication
                 return
-            code_list = found
         coded = coded_content(res, rtype, code_list, m)
         if coded is None:
             self.sink.stats.skip("no code group")
@@ -371,6 +362,15 @@ def _optional_date(value: Any, element: str) -> dt.date | None:
         return parse_fhir_date(value)[0]
     except ValueError:
         raise _Bad(f"unparseable {element} {value!r}") from None
+
+
+def _own_codings(res: dict[str, Any], rtype: str, m: CodeMatcher) -> list[tuple[str, str]] | None:
+    """The codings a resource carries itself; ``None`` for a medication named by ``medicationReference``."""
+    if rtype not in ("MedicationAdministration", "MedicationRequest"):
+        return codings(res.get("code"), m)
+    if "medicationCodeableConcept" in res:
+        return codings(res["medicationCodeableConcept"], m)
+    return None
 
 
 def _dates(res: dict[str, Any], rtype: str) -> tuple[dt.date, str, dt.date | None]:
