@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from leopard_etl.synth import generate, patient_bundle, simulate
+from leopard_etl.synth.fhir_files import NDJSON_TYPES
 
 
 def _model(rtype: str) -> Any:
@@ -38,15 +39,7 @@ def test_ndjson_resources_validate_and_malformed_lines_fail(tmp_path: Path, seed
     assert results.count(False) == summary["malformed_lines"] == 5
     assert results.count(True) == sum(summary["resources"].values())  # type: ignore[union-attr]
     types = {orjson.loads(ln)["resourceType"] for ln, ok in zip(lines, results, strict=True) if ok}
-    assert types == {
-        "Patient",
-        "Condition",
-        "Procedure",
-        "Observation",
-        "MedicationAdministration",
-        "MedicationRequest",
-        "Medication",
-    }
+    assert types == set(NDJSON_TYPES)
     # medicationReference targets exist somewhere in the input (possibly after the referencing line)
     ids = {
         f"Medication/{orjson.loads(ln)['id']}"

@@ -11,6 +11,7 @@ import datetime as dt
 import pandas as pd
 
 from leopard_etl.events import EVENT_COLUMNS, PATIENT_COLUMNS, Event, PatientRecord
+from leopard_etl.warehouse.schema import DERIVED_TABLES
 
 REASONS = [None, None, "no_durvalumab", None, "not_stage_iii", None, "no_crt", None]
 STEPS = [
@@ -142,20 +143,7 @@ def attrition(reasons: list[str | None]) -> pd.DataFrame:
 
 def derived_tables(numbers: list[int], variant: int = 0) -> dict[str, pd.DataFrame]:
     """Every derived table for patients ``numbers``; cohort patients get the whole chain."""
-    t: dict[str, list[dict[str, object]]] = {
-        k: []
-        for k in (
-            "patient",
-            "diagnosis",
-            "rt_course",
-            "crt_course",
-            "durvalumab_course",
-            "recurrence",
-            "lesion",
-            "salvage_therapy",
-            "outcome",
-        )
-    }
+    t: dict[str, list[dict[str, object]]] = {k: [] for k in DERIVED_TABLES if k != "cohort_attrition"}
     reasons = []
     for n in numbers:
         p, reason = pid(n), REASONS[n % len(REASONS)]
