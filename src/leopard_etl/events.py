@@ -23,6 +23,8 @@ __all__ = [
     "KINDS",
     "PATIENT_COLUMNS",
     "QUARANTINE_COLUMNS",
+    "QUARANTINE_CSV_COLUMNS",
+    "ROUTES",
     "Event",
     "EventSink",
     "PatientRecord",
@@ -30,6 +32,8 @@ __all__ = [
     "Quarantined",
     "ReadStats",
     "join_groups",
+    "quarantine_from_row",
+    "quarantine_row",
     "split_groups",
 ]
 
@@ -39,8 +43,11 @@ Precision = Literal["day", "month", "year"]
 #: condition_occurrence / procedure_occurrence / measurement+observation),
 #: ``drug_admin`` (MedicationAdministration, OMOP drug_exposure), ``drug_request``
 #: (MedicationRequest: used only for an ingredient without any administration),
-#: ``episode`` (OMOP episode), ``observation_period`` (OMOP: the end date counts
-#: as a date the patient was known alive).
+#: ``episode`` (OMOP episode), ``observation_period`` (OMOP: its dates count
+#: as dates the patient was known alive), and *(spec v2)* the kinds that are only ever
+#: activity records: ``encounter`` (FHIR Encounter, OMOP visit_occurrence / visit_detail),
+#: ``medication_statement``, ``diagnostic_report``, ``immunization``, ``imaging_study``,
+#: ``device`` (OMOP device_exposure).
 KINDS = (
     "condition",
     "procedure",
@@ -49,7 +56,18 @@ KINDS = (
     "drug_request",
     "episode",
     "observation_period",
+    "encounter",
+    "medication_statement",
+    "diagnostic_report",
+    "immunization",
+    "imaging_study",
+    "device",
 )
+
+#: How a drug event's coding reached its group (spec §2.1): the coding itself is a group entry
+#: (``code``), an RxNorm product rolled up to its ingredient (``product``), a
+#: ``Medication.ingredient`` coding (``ingredient``), or the INN / brand name in text (``name``).
+ROUTES = ("code", "product", "ingredient", "name")
 
 
 class Event(NamedTuple):
@@ -61,6 +79,15 @@ class Event(NamedTuple):
     ``source`` is the stable reference of the source record
     (``fhir:Condition/abc``, ``omop:condition_occurrence/42``): the provenance
     every derived row carries.
+
+    *(spec v2)* An **activity record** (dated, not excluded, in no code group) is an
+    event with ``groups == ""``: it only decides last alive and the default cutoff. Its
+    ``system``/``code`` are the first coding as written (FHIR system URI, OMOP
+    vocabulary_id) and ``value`` that coding's display, for ``unmatched_codes.csv``.
+    ``start`` is the record's first date; ``end`` its other date that counts for last
+    alive (a period's end, or a Condition's ``recordedDate`` after its onset) — for
+    every event, grouped or not, last alive takes ``end`` when it is not after the cutoff.
+    ``route`` says how a drug event matched (:data:`ROUTES`); ``None`` for other events.
     """
 
     patient_id: str
@@ -80,34 +107,59 @@ class Event(NamedTuple):
     fractions: int | None
     dose_cgy: float | None
     source: str
+    route: str | None = None
 
 
 EVENT_COLUMNS: tuple[str, ...] = Event._fields
 
 
 class PatientRecord(NamedTuple):
-    """Patient-level facts (FHIR Patient, OMOP person + death)."""
+    """Patient-level facts (FHIR Patient, OMOP person + death).
+
+    ``deceased`` is true whenever the source says the patient died, with or without a
+    date: ``death_date is None and deceased`` is a death with unknown date (spec §3.12
+    v2: FHIR ``deceasedBoolean: true``, an OMOP death row with NULL ``death_date``).
+    """
 
     patient_id: str
     birth_date: dt.date | None
     sex: str | None
     death_date: dt.date | None
     source: str
+    deceased: bool = False
 
 
 PATIENT_COLUMNS: tuple[str, ...] = PatientRecord._fields
 
 
 class Quarantined(NamedTuple):
-    """A record that could not be used, with why and where it came from."""
+    """A record that could not be used, with why and where it came from.
+
+    ``record_id`` is ``Type/id`` (FHIR) or ``table/row_id`` (OMOP) where the record has one
+    (spec §5 v2 quarantine.csv columns).
+    """
 
     source_system: str
     location: str
     reason: str
     record: str
+    record_id: str = ""
 
 
 QUARANTINE_COLUMNS: tuple[str, ...] = Quarantined._fields
+#: quarantine.csv columns in the order of spec §5 (v2)
+QUARANTINE_CSV_COLUMNS: tuple[str, ...] = ("source_system", "location", "reason", "record_id", "record")
+
+
+def quarantine_row(q: Quarantined) -> tuple[str, str, str, str, str]:
+    """A quarantined record in quarantine.csv column order."""
+    return (q.source_system, q.location, q.reason, q.record_id, q.record)
+
+
+def quarantine_from_row(row: list[str]) -> Quarantined:
+    """The inverse of :func:`quarantine_row`."""
+    source_system, location, reason, record_id, record = row
+    return Quarantined(source_system, location, reason, record, record_id)
 
 
 class ReadStats:
@@ -185,6 +237,18 @@ class EventSink:
         self.touched: set[str] = set()
         #: source references deleted / entered-in-error at the source (incremental runs remove them)
         self.deleted: list[str] = []
+        #: *(spec v2 §3.12)* the day of the run: without an explicit :attr:`cutoff`, a record whose
+        #: own date (its start) lies after it is quarantined ("date in the future"); ``None`` = no check
+        self.run_day: dt.date | None = None
+        #: the configured cutoff, when there is one (then no record is quarantined for its date)
+        self.cutoff: dt.date | None = None
+
+    def in_future(self, start: dt.date) -> bool:
+        """True when a record starting on ``start`` must be quarantined as dated in the future."""
+        return self.cutoff is None and self.run_day is not None and start > self.run_day
+
+    def future_reason(self, start: dt.date) -> str:
+        return f"date in the future ({start.isoformat()} after the day of the run {self.run_day})"
 
     def event(self, e: Event) -> None:
         self.events.append(e)

@@ -57,6 +57,9 @@ class GroupEntry:
     stage: str | None = None
     values: tuple[tuple[str, str], ...] = ()
     file: str = ""
+    #: how a drug coding reaches its ingredient (events.ROUTES): ``code`` (the ingredient's own
+    #: code, an ATC code) or ``product`` (an RxNorm product rolled up, drug_products.yaml)
+    route: str = "code"
 
 
 @dataclass
@@ -67,6 +70,10 @@ class SystemInfo:
     omop: tuple[str, ...]
     strip_dots: bool = False
     by_concept_id: bool = False
+    #: URI stems that mean this system with anything after them (SNOMED edition URIs)
+    fhir_prefix: tuple[str, ...] = ()
+    #: record types (FHIR resource types, OMOP tables) this key applies to; empty = all
+    records: tuple[str, ...] = ()
 
 
 @dataclass
@@ -83,6 +90,10 @@ class Mappings:
     stage_iii_text: str
     cancer_modifier_stage_name: str
     files: list[str] = field(default_factory=list)
+    #: *(v2)* stage text / display pattern (spec §2.1); group 1 = the stage, group 2 = the letter
+    stage_text: str = r"^(?:(?:stage|stadio|stadium)\s*)?[cpy]?(I{1,3}|IV|[1-4])([ABC])?$"
+    #: *(v2)* ingredient -> INN (English, Italian) and brand names, matched as whole words (spec §2.1)
+    drug_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: internal site -> category written to outputs (peritoneum -> other)
     site_report_as: dict[str, str] = field(default_factory=dict)
 
@@ -133,16 +144,11 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
         files.extend(sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")))
     systems: dict[str, SystemInfo] = {}
     raw: list[tuple[Path, dict[str, Any]]] = [(f, _read_yaml(f)) for f in files]
-    for _f, data in raw:
+    for f, data in raw:
         for key, info in (data.get("systems") or {}).items():
-            systems[key] = SystemInfo(
-                key=key,
-                family=info.get("family", key),
-                fhir=tuple(info.get("fhir") or ()),
-                omop=tuple(info.get("omop") or ()),
-                strip_dots=bool(info.get("strip_dots", False)),
-                by_concept_id=bool(info.get("by_concept_id", False)),
-            )
+            if not isinstance(info, dict):
+                raise _fail(f.name, f"system {key!r} must be a mapping")
+            _merge_system(systems, str(key), info)
     if not systems:
         raise ConfigError(
             "no systems.yaml found among the mapping files", fix="restore mappings/systems.yaml"
@@ -167,6 +173,7 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
             raise _fail(file, f"unknown code system {sysk!r}", f"use one of {sorted(families)}")
         return str(sysk)
 
+    products: list[tuple[Any, str]] = []  # read after every group entry: they copy their ingredient's groups
     for f, data in raw:
         name = f.name
         for group, spec in (data.get("groups") or {}).items():
@@ -197,8 +204,16 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
                         stage=item.get("stage"),
                         values=values,
                         file=name,
+                        route="product" if item.get("tty") else "code",
                     )
                 )
+        if data.get("drug_products"):
+            products.append((data["drug_products"], name))
+        for ingredient, names in (data.get("drug_names") or {}).items():
+            if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+                raise _fail(name, f"drug_names {ingredient!r} must be a list of names")
+            known = m.drug_names.get(str(ingredient), ())
+            m.drug_names[str(ingredient)] = tuple(dict.fromkeys([*known, *(n.strip() for n in names)]))
         for site, items in (data.get("sites") or {}).items():
             for item in items:
                 sysk = system_of(item, name)
@@ -225,18 +240,84 @@ def load_mappings(extra_dirs: Sequence[Path] = (), base_dir: Path | None = None)
             m.stage_values[(sysk, _code(item.get("code"), name).upper())] = str(item["stage"])
         if "stage_iii_text" in data:
             m.stage_iii_text = str(data["stage_iii_text"])
+        if "stage_text" in data:
+            m.stage_text = str(data["stage_text"])
         if "cancer_modifier_stage_name" in data:
             m.cancer_modifier_stage_name = str(data["cancer_modifier_stage_name"])
+    for spec, name in products:
+        m.entries.extend(_product_entries(m.entries, spec, name))
     _validate(m)
     return m
+
+
+def _merge_system(systems: dict[str, SystemInfo], key: str, info: dict[str, Any]) -> None:
+    """Add a system, or extend a known one with more URIs / vocabularies (a site's aliases).
+
+    A site's systems.yaml that names a built-in key adds its URIs to it (spec §1 v2); the
+    attributes it does not state (family, dots, record types) stay as they were.
+    """
+
+    def merged(old: tuple[str, ...], name: str) -> tuple[str, ...]:
+        new = [str(x) for x in (info.get(name) or ())]
+        return tuple(dict.fromkeys([*old, *new]))
+
+    old = systems.get(key)
+    if old is None:
+        old = SystemInfo(key=key, family=str(info.get("family", key)), fhir=(), omop=())
+    systems[key] = SystemInfo(
+        key=key,
+        family=str(info.get("family", old.family)),
+        fhir=merged(old.fhir, "fhir"),
+        omop=merged(old.omop, "omop"),
+        strip_dots=bool(info.get("strip_dots", old.strip_dots)),
+        by_concept_id=bool(info.get("by_concept_id", old.by_concept_id)),
+        fhir_prefix=merged(old.fhir_prefix, "fhir_prefix"),
+        records=merged(old.records, "records"),
+    )
 
 
 def _norm(systems: dict[str, SystemInfo], system: str, code: str) -> str:
     info = systems.get(system)
     strip = info.strip_dots if info else any(s.strip_dots for s in systems.values() if s.family == system)
     if strip:
-        return code.replace(".", "").upper()
+        return code.replace(".", "").upper().rstrip("+*!† ")
     return code
+
+
+def _product_entries(entries: list[GroupEntry], spec: Any, file: str) -> list[GroupEntry]:
+    """RxNorm products (drug_products.yaml) as entries in every group of their ingredient.
+
+    Read after every file's group entries, so a product lands in the groups its ingredient
+    has (a site's own groups included); a product of an ingredient no group knows is refused.
+    """
+    if not isinstance(spec, dict) or not isinstance(spec.get("products"), list):
+        raise _fail(file, "drug_products needs a products list")
+    groups_of: dict[str, set[str]] = {}
+    for e in entries:
+        if e.ingredient:
+            groups_of.setdefault(e.ingredient, set()).add(e.group)
+    source = str(spec.get("source", ""))
+    out: list[GroupEntry] = []
+    for item in spec["products"]:
+        if not isinstance(item, dict) or not item.get("code") or not item.get("ingredient"):
+            raise _fail(file, f"product {item!r} needs code and ingredient")
+        ingredient = str(item["ingredient"])
+        if ingredient not in groups_of:
+            raise _fail(file, f"product {item['code']} names unknown ingredient {ingredient!r}")
+        for group in sorted(groups_of[ingredient]):
+            out.append(
+                GroupEntry(
+                    group=group,
+                    system="rxnorm",
+                    code=_code(item["code"], file),
+                    meaning=f"{item.get('name', '')} ({item.get('tty', 'product')})",
+                    source=source,
+                    ingredient=ingredient,
+                    file=file,
+                    route="product",
+                )
+            )
+    return out
 
 
 def _validate(m: Mappings) -> None:
@@ -282,8 +363,14 @@ def _validate(m: Mappings) -> None:
         for inc in meta.get("includes", []) or []:
             if inc not in m.group_meta:
                 raise _fail("groups", f"group {g} includes unknown group {inc!r}")
+    for ingredient in m.drug_names:
+        if not any(e.ingredient == ingredient for e in m.entries):
+            fix = "name an ingredient of drugs.yaml"
+            raise _fail("drug_names", f"names for unknown ingredient {ingredient!r}", fix)
     try:
         re.compile(m.stage_iii_text, re.IGNORECASE)
+        if re.compile(m.stage_text, re.IGNORECASE).groups < 2:
+            raise _fail("stage.yaml", "stage_text needs two groups (the stage, then the letter)")
         cm = re.compile(m.cancer_modifier_stage_name)
     except re.error as exc:
         raise _fail("stage.yaml", f"bad regular expression: {exc}") from None
@@ -301,13 +388,26 @@ class CodeMatcher:
 
     def __init__(self, mappings: Mappings) -> None:
         self.mappings = m = mappings
-        self._fhir_system: dict[str, str] = {}
+        #: URI -> (key, record types it applies to) for every key that lists the URI
+        self._fhir_keys: dict[str, list[tuple[str, frozenset[str]]]] = {}
+        self._fhir_prefix: list[tuple[str, str, frozenset[str]]] = []
+        self._fhir_cache: dict[tuple[str, str | None], str | None] = {}
         self._omop_vocab: dict[str, str] = {}
         for s in m.systems.values():
             for uri in s.fhir:
-                self._fhir_system[uri] = s.key
+                self._fhir_keys.setdefault(uri, []).append((s.key, frozenset(s.records)))
+            for stem in s.fhir_prefix:
+                self._fhir_prefix.append((stem, s.key, frozenset(s.records)))
             for v in s.omop:
                 self._omop_vocab[v] = s.key
+        self._fhir_prefix.sort(key=lambda t: -len(t[0]))
+        self._name_rx = _names_pattern(m)
+        self._name_ingredient = {n.casefold(): ing for ing, ns in m.drug_names.items() for n in ns}
+        self._name_groups: dict[str, frozenset[str]] = {}
+        for e in m.entries:
+            if e.ingredient and e.ingredient in m.drug_names:
+                self._name_groups[e.ingredient] = self._name_groups.get(e.ingredient, frozenset()) | {e.group}
+        self._stage_text_rx = re.compile(m.stage_text, re.IGNORECASE)
         self._family = {k: s.family for k, s in m.systems.items()}
         self._strip = {k for k, s in m.systems.items() if s.strip_dots}
         includes: dict[str, set[str]] = {}
@@ -341,15 +441,40 @@ class CodeMatcher:
         self._keys_cache: dict[str, tuple[str, ...]] = {}
 
     # --- systems -----------------------------------------------------------
-    def system_for_fhir(self, uri: str | None) -> str | None:
-        return self._fhir_system.get(uri) if uri else None
+    def system_for_fhir(self, uri: str | None, record_type: str | None = None) -> str | None:
+        """The system key of a FHIR coding's ``system`` as written (spec §1 v2 aliases).
+
+        Exact URIs and OIDs first, then the URI without its ``|version`` suffix, then the
+        longest ``fhir_prefix`` stem (SNOMED editions). A key restricted to record types
+        (ICD-9-CM diagnoses vs procedures) is chosen only for those types.
+        """
+        if not uri or not isinstance(uri, str):
+            return None
+        ck = (uri, record_type)
+        if ck in self._fhir_cache:
+            return self._fhir_cache[ck]
+        found = self._resolve_fhir(uri, record_type)
+        if len(self._fhir_cache) < 10_000:
+            self._fhir_cache[ck] = found
+        return found
+
+    def _resolve_fhir(self, uri: str, record_type: str | None) -> str | None:
+        base = uri.split("|", 1)[0].strip()
+        candidates = self._fhir_keys.get(uri) or self._fhir_keys.get(base)
+        if candidates is None:
+            candidates = [(key, recs) for stem, key, recs in self._fhir_prefix if base.startswith(stem)][:1]
+        for key, records in candidates or ():
+            if not records or (record_type is not None and record_type in records):
+                return key
+        return None
 
     def system_for_omop(self, vocabulary_id: str | None) -> str | None:
         return self._omop_vocab.get(vocabulary_id) if vocabulary_id else None
 
     def normalise(self, system: str, code: str) -> str:
+        """ICD codes without dot, upper case, and without ICD-10-GM's dagger/asterisk/``!`` marks."""
         code = code.strip()
-        return code.replace(".", "").upper() if system in self._strip else code
+        return code.replace(".", "").upper().rstrip("+*!† ") if system in self._strip else code
 
     def _keys(self, system: str) -> tuple[str, ...]:
         hit = self._keys_cache.get(system)
@@ -416,6 +541,28 @@ class CodeMatcher:
                 first = first or (system, code)
         return groups, ingredient, first
 
+    def route(self, system: str, code: str) -> str:
+        """How a drug coding matched (``code`` or ``product``): the most direct entry wins."""
+        routes = {e.route for e in self._entries(system, code) if e.ingredient}
+        return "code" if "code" in routes or not routes else "product"
+
+    def match_name(self, text: str | None) -> tuple[frozenset[str], str | None]:
+        """Groups and ingredient of a drug named in free text (INN or brand, whole word; spec §2.1).
+
+        The last resort for a drug record none of whose codings matched: the first name found
+        in the text decides (a combination product names its first study ingredient).
+        """
+        if not text or self._name_rx is None:
+            return frozenset(), None
+        mo = self._name_rx.search(text)
+        if not mo:
+            return frozenset(), None
+        ingredient = self._name_ingredient[mo.group(0).casefold()]
+        groups = set(self._name_groups.get(ingredient, frozenset()))
+        for g in list(groups):
+            groups |= self._implied.get(g, set())
+        return frozenset(groups), ingredient
+
     def entry_stage(self, system: str, code: str) -> str | None:
         """Stage stated by the code itself (stage_condition / stage_modifier entries)."""
         for e in self._entries(system, code):
@@ -466,13 +613,26 @@ class CodeMatcher:
             hit = self.mappings.stage_values.get((system, code.strip().upper()))
             if hit:
                 return hit
-            if system == "ajcc":
+            if system in ("ajcc", "uicc"):
                 return self._text_stage(code)
         if text:
             return self._text_stage(text)
         return None
 
+    def stage_display(self, text: str | None) -> str | None:
+        """*(v2 §2.1)* A stage read from a coding's display or a value text, only when it matches
+        ``stage_text`` (``Stadio IIIA`` → IIIA, ``cT3`` no); ``None`` otherwise."""
+        if not text:
+            return None
+        mo = self._stage_text_rx.match(" ".join(text.split()))
+        if not mo:
+            return None
+        return _normalise_stage_text(mo.group(1) + (mo.group(2) or ""))
+
     def _text_stage(self, text: str) -> str | None:
+        hit = self.stage_display(text)
+        if hit:
+            return hit
         norm = _normalise_stage_text(text)
         if norm and norm.startswith("III") and not self._stage_rx.match(text.strip()):
             return " ".join(text.strip().upper().split())
@@ -487,6 +647,13 @@ class CodeMatcher:
         if not mo:
             return None
         return _normalise_stage_text(mo.group(1) + (mo.group(2) or ""))
+
+
+def _names_pattern(m: Mappings) -> re.Pattern[str] | None:
+    names = sorted({n for ns in m.drug_names.values() for n in ns}, key=lambda n: (-len(n), n))
+    if not names:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in names) + r")(?!\w)", re.IGNORECASE)
 
 
 def _normalise_stage_text(text: str) -> str | None:

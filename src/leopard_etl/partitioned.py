@@ -31,6 +31,7 @@ def derive_spooled(
     *,
     partition_rows: int = PARTITION_ROWS,
     tables: Mapping[str, Sequence[str] | None] | None = None,
+    run_day: dt.date | None = None,
 ) -> Any:
     """The cohort derivation of everything in ``spool``, one patient partition at a time.
 
@@ -41,7 +42,9 @@ def derive_spooled(
     spool.close()
     con = spool.connect()
     try:
-        cutoff = spool.cutoff(con, rules.cutoff)
+        cutoff = spool.run_cutoff(
+            con, rules.cutoff, run_day=run_day, small_cell_excludes_icd=rules.small_cell_excludes_icd
+        )
         return derive_partitions(
             spool.partitions(con, partition_rows), rules, mappings, source_system, cutoff, tables=tables
         )

@@ -104,8 +104,20 @@ def _matcher(cfg: RunConfig) -> CodeMatcher:
     return CodeMatcher(load_mappings(extra_dirs=cfg.mappings_extra))
 
 
+def date_bounds(cfg: RunConfig, sink: EventSink, run_day: dt.date | None = None) -> None:
+    """Tell the sink the day of the run and the configured cutoff (spec §3.12 v2).
+
+    Without a configured cutoff, readers quarantine records dated after the day of the run;
+    with one (date-shifted research data), nothing is quarantined for its date.
+    """
+    sink.run_day = run_day or dt.date.today()
+    sink.cutoff = cfg.rules.cutoff
+
+
 def _read(cfg: RunConfig, matcher: CodeMatcher, sink: EventSink, *, since: str | None, bulk: bool) -> str:
     """Fill the sink from the configured source; returns the source system name."""
+    if sink.run_day is None:
+        date_bounds(cfg, sink)
     if cfg.omop:
         from .config import url_with_password
         from .sources.omop import read_omop
@@ -200,6 +212,7 @@ def run_spooled(
                 source_system,
                 partition_rows=partition_rows or PARTITION_ROWS,
                 tables=REPORT_TABLES,
+                run_day=spool.run_day,
             )
         summary = write_outputs(cfg, derivation, spool.quarantine_csv, source_system)
     summary["events"] = spool.n_events
@@ -231,7 +244,7 @@ def derive_and_write(
     from .cohort import derive
 
     with _progress("deriving cohort"):
-        derivation = derive(events, patients, cfg.rules, matcher.mappings, source_system)
+        derivation = derive(events, patients, cfg.rules, matcher.mappings, source_system, dt.date.today())
     summary = write_outputs(cfg, derivation, quarantine, source_system)
     summary["events"] = len(events)
     return summary
@@ -335,7 +348,7 @@ def explain_patient(req: RunRequest, patient_id: str) -> str:
         )
     from .cohort import explain
 
-    return explain(events, patients, patient_id, cfg.rules, matcher.mappings)
+    return explain(events, patients, patient_id, cfg.rules, matcher.mappings, sink.run_day)
 
 
 def warehouse_status(url: str | None, config: Path | None, limit: int) -> list[str]:

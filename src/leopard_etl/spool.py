@@ -33,11 +33,13 @@ from .errors import SourceError
 from .events import (
     EVENT_COLUMNS,
     PATIENT_COLUMNS,
-    QUARANTINE_COLUMNS,
+    QUARANTINE_CSV_COLUMNS,
     Event,
     EventSink,
     PatientRecord,
     Quarantined,
+    quarantine_from_row,
+    quarantine_row,
 )
 
 __all__ = [
@@ -46,10 +48,9 @@ __all__ = [
     "PATIENT_SCHEMA",
     "SPILL_ROWS",
     "EventSpool",
+    "cutoff_sql",
     "kept_sources",
     "latest_date",
-    "latest_death_sql",
-    "latest_event_sql",
     "spooled_events",
     "spooled_patients",
     "spooled_quarantine",
@@ -82,6 +83,7 @@ EVENT_SCHEMA = pa.schema(
         ("fractions", pa.int64()),
         ("dose_cgy", pa.float64()),
         ("source", _TEXT),
+        ("route", _TEXT),
         ("seq", pa.int64()),
     ]
 )
@@ -92,6 +94,7 @@ PATIENT_SCHEMA = pa.schema(
         ("sex", _TEXT),
         ("death_date", pa.date32()),
         ("source", _TEXT),
+        ("deceased", pa.bool_()),
         ("seq", pa.int64()),
     ]
 )
@@ -126,7 +129,7 @@ class EventSpool(EventSink):
         self.quarantine_csv = self.folder / "quarantine.csv"
         self._qfile: IO[str] | None = self.quarantine_csv.open("w", encoding="utf-8", newline="")
         self._qwriter = csv.writer(self._qfile, lineterminator="\n")
-        self._qwriter.writerow(QUARANTINE_COLUMNS)
+        self._qwriter.writerow(QUARANTINE_CSV_COLUMNS)
 
     # --- the sink ------------------------------------------------------------
     def event(self, e: Event) -> None:
@@ -167,7 +170,7 @@ class EventSpool(EventSink):
         self.stats.quarantined += 1
         if self._qfile is None:
             raise SourceError("quarantine after the spool was closed", fix="report this as a bug")
-        self._qwriter.writerow(q)
+        self._qwriter.writerow(quarantine_row(q))
 
     def close(self) -> None:
         """Spill what is buffered and close the quarantine file (idempotent)."""
@@ -237,22 +240,26 @@ class EventSpool(EventSink):
         con.execute("SET threads = 1")
         return con
 
-    def cutoff(self, con: Any, configured: dt.date | None) -> dt.date:
-        """The configured cutoff, else the latest start, end or death date of the kept records.
+    def run_cutoff(
+        self, con: Any, configured: dt.date | None, *, run_day: dt.date | None, small_cell_excludes_icd: bool
+    ) -> dt.date:
+        """The configured cutoff, else the spec §3.12 v2 default over the spooled records.
 
-        Exactly :func:`leopard_etl.cohort.timeline.default_cutoff` of the single-shot frames:
-        every event counts (MedicationRequests too), ends only of dated events, death dates
-        of the last record of each patient.
+        Exactly :func:`leopard_etl.cohort.timeline.default_cutoff` of the single-shot frames
+        (the screened patients' latest start, end or death date ≤ the day of the run).
         """
         if configured is not None:
             return configured
-        rows: list[Sequence[dt.date | None]] = []
         events, patients = self._glob("events"), self._glob("patients")
-        if events:
-            rows += con.sql(latest_event_sql(f"read_parquet('{_sql_path(events)}')")).fetchall()
-        if patients:
-            rows += con.sql(latest_death_sql(f"({_last_patients(patients)})")).fetchall()
-        return latest_date(rows)
+        if not events:
+            return latest_date([], run_day)
+        sql = cutoff_sql(
+            f"read_parquet('{_sql_path(events)}')",
+            f"({_last_patients(patients)})" if patients else None,
+            run_day,
+            small_cell_excludes_icd,
+        )
+        return latest_date(con.sql(sql).fetchall(), run_day)
 
     def partitions(
         self, con: Any, partition_rows: int = PARTITION_ROWS
@@ -348,29 +355,52 @@ def _records_frame(table: pa.Table) -> pd.DataFrame:
 
 
 # --- shared with the warehouse run (leopard_etl.warehouse.runner) ----------------------------------
-def latest_event_sql(events: str) -> str:
-    """SQL (DuckDB and PostgreSQL) of the latest start and end of the dated events in relation ``events``.
+def _has_group(group: str) -> str:
+    return f"""bool_or((';' || e."groups" || ';') LIKE '%;{group};%')"""
 
-    With :func:`latest_death_sql` and :func:`latest_date` this is the one SQL text of
-    :func:`leopard_etl.cohort.timeline.default_cutoff`: ends only of dated events, dates
-    pandas cannot hold left out as the rules leave them out.
+
+def cutoff_sql(
+    events: str, patients: str | None, run_day: dt.date | None, small_cell_excludes_icd: bool
+) -> str:
+    """SQL (DuckDB and PostgreSQL) of the spec §3.12 v2 default cutoff's candidates.
+
+    The one SQL text of :func:`leopard_etl.cohort.timeline.default_cutoff`: the screened patients
+    (an nsclc record, or ICD C34 without small-cell histology) among records starting ≤ the day
+    of the run; their latest start, latest end ≤ that day, and latest death ≤ that day. Dates
+    pandas cannot hold are left out as the rules leave them out. ``run_day`` is a date, written
+    as a literal (never input text).
     """
-    return (
-        f'SELECT max(e.start), max(CASE WHEN e."end" {_DATED} THEN e."end" END) '
-        f"FROM {events} AS e WHERE e.start {_DATED}"
+    bound = f" AND {{col}} <= DATE '{run_day.isoformat()}'" if run_day is not None else ""
+    icd = _has_group("nsclc_icd")
+    if small_cell_excludes_icd:
+        icd = f"({icd} AND NOT {_has_group('small_cell')})"
+    screened = (
+        f"SELECT e.patient_id FROM {events} AS e WHERE e.start {_DATED}{bound.format(col='e.start')} "
+        f"GROUP BY e.patient_id HAVING {_has_group('nsclc')} OR {icd}"
     )
+    end_col = 'e."end"'
+    end_ok = f"{end_col} {_DATED}{bound.format(col=end_col)}"
+    sql = (
+        f"WITH s AS ({screened}) "
+        f'SELECT max(e.start), max(CASE WHEN {end_ok} THEN e."end" END) '
+        f"FROM {events} AS e JOIN s ON s.patient_id = e.patient_id "
+        f"WHERE e.start {_DATED}{bound.format(col='e.start')}"
+    )
+    if patients is not None:
+        sql += (
+            f" UNION ALL SELECT max(p.death_date), NULL FROM {patients} AS p "
+            f"JOIN s ON s.patient_id = p.patient_id WHERE p.death_date {_DATED}"
+            f"{bound.format(col='p.death_date')}"
+        )
+    return sql
 
 
-def latest_death_sql(patients: str) -> str:
-    """SQL of the latest death date in relation ``patients`` (one record per patient)."""
-    return f"SELECT max(p.death_date) FROM {patients} AS p WHERE p.death_date {_DATED}"
-
-
-def latest_date(rows: Iterable[Sequence[dt.date | None]]) -> dt.date:
-    """The latest date of the result rows of the two queries; SourceError when there is none."""
+def latest_date(rows: Iterable[Sequence[dt.date | None]], run_day: dt.date | None) -> dt.date:
+    """The latest date of the rows of :func:`cutoff_sql`; without any (no screened patient: an
+    empty cohort, a valid result, spec §5 v2) the day of the run, which only labels the result."""
     latest = [d for row in rows for d in row if d is not None]
     if not latest:
-        raise SourceError("no dated record in the input", fix="check the source, or set rules.cutoff")
+        return run_day or dt.date.today()
     return max(latest)
 
 
@@ -431,7 +461,7 @@ def spooled_quarantine(spool: EventSpool, batch_rows: int = SPILL_ROWS) -> Itera
         next(reader, None)
         batch: list[Quarantined] = []
         for row in reader:
-            batch.append(Quarantined(*row))
+            batch.append(quarantine_from_row(row))
             if len(batch) >= batch_rows:
                 yield batch
                 batch = []

@@ -83,6 +83,7 @@ def classify_patient(
         tl.last_alive,
         cutoff,
         rules,
+        death_unknown_date=tl.death_unknown_date,
         crt_start=res.crt.start if res.in_cohort and res.crt else None,
         recurrence_day=res.recurrence.start if res.recurrence else None,
     )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from leopard_etl.config import Rules
 
-from .timeline import STEREOTACTIC, Rec
+from .timeline import CHEMO, CHEMO_PROCEDURE, DRUG_KINDS, PLATINUM, STEREOTACTIC, Rec
 
 __all__ = [
     "Crt",
@@ -45,6 +45,8 @@ class Crt:
     end: int
     first_platinum: int
     platinum: tuple[Rec, ...]  # the platinum records in the deciding window
+    #: *(v2 §2.1)* the platinum date came from a chemo_procedure record (no drug named)
+    platinum_unverified: bool = False
 
     @property
     def protocol_deviation(self) -> str | None:
@@ -116,16 +118,34 @@ def choose_rt_course(courses: Sequence[RtCourse], diagnosis_day: int, rules: Rul
     return None
 
 
-def crt_type(course: RtCourse, platinum: Sequence[Rec], rules: Rules) -> Crt | None:
-    """Concurrent when platinum lies in [RT start, RT end], else sequential in [start − N, start)."""
-    during = sorted((r for r in platinum if course.start <= r.start <= course.end), key=lambda r: r.start)
-    if during:
-        return Crt("concurrent", course.start, course.end, during[0].start, tuple(during))
+def crt_type(course: RtCourse, chemo: Sequence[Rec], rules: Rules) -> Crt | None:
+    """Concurrent when platinum lies in [RT start, RT end], else sequential in [start − N, start).
+
+    ``chemo`` holds the patient's platinum, chemo-group and chemo_procedure records. *(v2 §2.1)*
+    A chemo_procedure record (chemotherapy with no drug named) counts as a platinum date only
+    when no chemo-group *drug* record lies in [RT start − N, RT end]; a CRT decided by one is
+    flagged ``platinum_unverified``.
+    """
     lo = course.start - rules.sequential_window_days
-    before = sorted((r for r in platinum if lo <= r.start < course.start), key=lambda r: r.start)
+    drugs = any(
+        r.bits & CHEMO and r.kind in DRUG_KINDS and lo <= r.start <= course.end for r in chemo
+    )
+    dated = [r for r in chemo if r.bits & PLATINUM or (not drugs and r.bits & CHEMO_PROCEDURE)]
+    during = sorted((r for r in dated if course.start <= r.start <= course.end), key=lambda r: r.start)
+    if during:
+        first = during[0].start
+        return Crt("concurrent", course.start, course.end, first, tuple(during), _unverified(during))
+    before = sorted((r for r in dated if lo <= r.start < course.start), key=lambda r: r.start)
     if before:
-        return Crt("sequential", before[0].start, course.end, before[0].start, tuple(before))
+        return Crt(
+            "sequential", before[0].start, course.end, before[0].start, tuple(before), _unverified(before)
+        )
     return None
+
+
+def _unverified(records: Sequence[Rec]) -> bool:
+    """No platinum drug among the records that decided the CRT: only chemo procedures."""
+    return not any(r.bits & PLATINUM for r in records)
 
 
 def durvalumab_course(records: Sequence[Rec], crt_end: int, rules: Rules) -> DurvalumabCourse | None:

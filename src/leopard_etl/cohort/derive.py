@@ -186,14 +186,22 @@ def _frame(name: str, rows: list[dict[str, Any]], source_system: str) -> pd.Data
 
 
 def derive(
-    events: pd.DataFrame, patients: pd.DataFrame, rules: Rules, mappings: Mappings, source_system: str
+    events: pd.DataFrame,
+    patients: pd.DataFrame,
+    rules: Rules,
+    mappings: Mappings,
+    source_system: str,
+    run_day: dt.date | None = None,
 ) -> Derivation:
-    """Apply spec §3 to every patient; return the derived tables, patients.csv and attrition."""
+    """Apply spec §3 to every patient; return the derived tables, patients.csv and attrition.
+
+    ``run_day`` bounds the default cutoff (spec §3.12 v2); the pipeline passes the day of the run.
+    """
     if source_system not in SOURCE_SYSTEMS:
         raise ConfigError(
             f"unknown source system {source_system!r}", fix=f"use one of {list(SOURCE_SYSTEMS)}"
         )
-    prep = prepare(events, patients, rules, mappings)
+    prep = prepare(events, patients, rules, mappings, run_day)
     lookup = coded_stage_lookup(mappings)
     rows: dict[str, list[dict[str, Any]]] = {t: [] for t in DERIVED_TABLES}
     csv: list[dict[str, str]] = []

@@ -7,6 +7,8 @@ over the whole input) and prints every intermediate result with its source refer
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 
 from leopard_etl.config import Rules
@@ -30,10 +32,15 @@ def _src(recs: tuple[Rec, ...] | list[Rec], limit: int = 6) -> str:
 
 
 def explain(
-    events: pd.DataFrame, patients: pd.DataFrame, patient_id: str, rules: Rules, mappings: Mappings
+    events: pd.DataFrame,
+    patients: pd.DataFrame,
+    patient_id: str,
+    rules: Rules,
+    mappings: Mappings,
+    run_day: dt.date | None = None,
 ) -> str:
     """Timeline of the rule decisions for ``patient_id`` (one string, one fact per line)."""
-    cutoff = rules.cutoff or default_cutoff(events, patients)
+    cutoff = rules.cutoff or default_cutoff(events, patients, mappings, rules, run_day)
     mine = events["patient_id"].astype(str) == str(patient_id)
     if not mine.any():
         raise ConfigError(f"patient {patient_id!r} has no records in the input", fix="check the patient id")
@@ -43,7 +50,7 @@ def explain(
     tl = next(iter_timelines(prep, only=[0]))
     lines = [
         f"patient {patient_id} — cutoff {cutoff.isoformat()}"
-        + (" (configured)" if rules.cutoff else " (latest date in the data)")
+        + (" (configured)" if rules.cutoff else " (latest date of the screened patients' records)")
     ]
     res = classify_patient(tl, local, prep.cutoff, coded_stage_lookup(mappings))
     if res is None:

@@ -21,6 +21,8 @@ class Outcome:
     last_alive: int | None
     os_months: float | None
     prs_months: float | None
+    #: *(v2)* death known without its date: death_day is the latest activity date ≤ cutoff
+    death_date_unknown: bool = False
 
 
 def months(days: int, rules: Rules) -> float:
@@ -34,13 +36,21 @@ def outcome(
     rules: Rules,
     crt_start: int | None = None,
     recurrence_day: int | None = None,
+    *,
+    death_unknown_date: bool = False,
 ) -> Outcome:
-    """Death only when dated ≤ cutoff (then it also counts as last alive); OS from crt_start, PRS from R."""
-    dead = death_day is not None and death_day <= cutoff
-    last = last_alive_day
-    if dead and death_day is not None:
-        last = death_day if last is None else max(last, death_day)
-    end = death_day if dead else last
+    """Spec §3.12 (v2): death when dated ≤ cutoff, or known without a date; OS from crt_start, PRS from R.
+
+    Last alive is the death date when the patient died ≤ cutoff (records dated after a death
+    never count), else the latest activity date ≤ cutoff (``last_alive_day``, computed over
+    every activity record). A death with unknown date is dated on that latest activity date.
+    """
+    unknown = death_unknown_date and death_day is None
+    if unknown:
+        death_day = last_alive_day
+    dead = unknown or (death_day is not None and death_day <= cutoff)
+    last = death_day if dead and death_day is not None else last_alive_day
+    end = last
     os_m = months(end - crt_start, rules) if end is not None and crt_start is not None else None
     prs = months(end - recurrence_day, rules) if end is not None and recurrence_day is not None else None
-    return Outcome(dead, death_day if dead else None, last, os_m, prs)
+    return Outcome(dead, death_day if dead else None, last, os_m, prs, unknown)

@@ -11,14 +11,24 @@ from dataclasses import dataclass
 
 from leopard_etl.config import Rules
 
-from .timeline import CHEMO, IMMUNOTHERAPY, RADIOTHERAPY, STEREOTACTIC, SURGERY, TARGETED, Rec
+from .timeline import (
+    CHEMO,
+    CHEMO_PROCEDURE,
+    IMMUNOTHERAPY,
+    RADIOTHERAPY,
+    STEREOTACTIC,
+    SURGERY,
+    TARGETED,
+    Rec,
+)
 
 __all__ = ["COMPONENTS", "Salvage", "salvage", "salvage_category"]
 
-#: component name -> bits; radiotherapy includes stereotactic records
+#: component name -> bits; radiotherapy includes stereotactic records, chemo the chemotherapy
+#: administrations with no drug named (chemo_procedure, spec §3.11 v2)
 COMPONENTS: tuple[tuple[str, int], ...] = (
     ("radiotherapy", RADIOTHERAPY | STEREOTACTIC),
-    ("chemo", CHEMO),
+    ("chemo", CHEMO | CHEMO_PROCEDURE),
     ("immunotherapy", IMMUNOTHERAPY),
     ("targeted", TARGETED),
     ("surgery", SURGERY),

@@ -29,6 +29,8 @@ from leopard_etl.mappings import Mappings
 __all__ = [
     "CATEGORIES",
     "CHEMO",
+    "CHEMO_PROCEDURE",
+    "DRUG_KINDS",
     "DURVALUMAB",
     "GROUP_BITS",
     "IMMUNOTHERAPY",
@@ -57,6 +59,9 @@ NSCLC, SMALL_CELL, STAGE, RADIOTHERAPY, STEREOTACTIC = 1, 2, 4, 8, 16
 PLATINUM, CHEMO, DURVALUMAB, IMMUNOTHERAPY, TARGETED = 32, 64, 128, 256, 512
 SURGERY, PROGRESSION, LESION = 1024, 2048, 4096
 NSCLC_ICD = 8192  # ICD-10 C34.*: NSCLC unless small-cell histology
+CHEMO_PROCEDURE = 16384  # v2: chemotherapy administered, no drug named
+#: event kinds that are drug records (spec §2.1 chemo_procedure rule)
+DRUG_KINDS = frozenset({"drug_admin", "drug_request"})
 
 #: code group (mappings/) -> bit; the three stage groups are one rule input (decisions.md)
 GROUP_BITS: dict[str, int] = {
@@ -76,16 +81,17 @@ GROUP_BITS: dict[str, int] = {
     "surgery": SURGERY,
     "progression": PROGRESSION,
     "lesion": LESION,
+    "chemo_procedure": CHEMO_PROCEDURE,
 }
 
-THERAPY = RADIOTHERAPY | STEREOTACTIC | CHEMO | IMMUNOTHERAPY | TARGETED | SURGERY
+THERAPY = RADIOTHERAPY | STEREOTACTIC | CHEMO | CHEMO_PROCEDURE | IMMUNOTHERAPY | TARGETED | SURGERY
 
 #: rule inputs: timeline attribute -> bits any of which puts a row there
 CATEGORIES: dict[str, int] = {
     "nsclc": NSCLC | NSCLC_ICD,
     "stage": STAGE,
     "rt": RADIOTHERAPY,
-    "platinum": PLATINUM,
+    "platinum": PLATINUM | CHEMO | CHEMO_PROCEDURE,  # the CRT rule's inputs (courses.crt_type)
     "durvalumab": DURVALUMAB,
     "disease": PROGRESSION | LESION,
     "therapy": THERAPY,
@@ -161,6 +167,8 @@ class Timeline:
     last_alive_source: str | None = None
     death: int | None = None
     death_source: str | None = None
+    #: *(v2)* the source says the patient died but gives no date (spec §3.12)
+    death_unknown_date: bool = False
     birth_date: dt.date | None = None
     sex: str | None = None
 
@@ -178,7 +186,7 @@ class Prepared:
     any_bits: np.ndarray  # OR of bits per patient (after cutoff, request fallback)
     last_alive: np.ndarray  # day or NO_DAY
     last_alive_source: list[str | None]
-    patients: dict[str, tuple[dt.date | None, str | None, int | None, str]]
+    patients: dict[str, tuple[dt.date | None, str | None, int | None, str, bool]]
 
 
 def events_frame(events: Sequence[Event]) -> pd.DataFrame:
@@ -226,30 +234,102 @@ def _check_columns(events: pd.DataFrame, patients: pd.DataFrame) -> None:
         )
 
 
-def _latest(start: np.ndarray, end: np.ndarray, death: np.ndarray) -> int:
-    dated = start != NO_DAY
-    candidates = [a[a != NO_DAY] for a in (start[dated], end[dated], death)]
+def _screened_latest(
+    pids: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    bits: np.ndarray,
+    death_pids: np.ndarray,
+    death: np.ndarray,
+    bound: int,
+    small_cell_excludes_icd: bool,
+) -> int | None:
+    """Spec §3.12 v2 default cutoff: the latest date ≤ ``bound`` (the day of the run) among the
+    activity records (start, or end) and deaths of the *screened* patients; ``None`` when none.
+
+    Screened = an nsclc record, or an ICD C34 record without small-cell histology (the rule of
+    :func:`.diagnosis.diagnose`), over the records starting ≤ ``bound``.
+    """
+    dated = (start != NO_DAY) & (start <= bound)
+    if not dated.any():
+        return None
+    frame = pd.DataFrame({"p": pids[dated], "b": bits[dated]})
+    flags = frame.groupby("p", sort=False)["b"].agg(lambda b: int(np.bitwise_or.reduce(b.to_numpy())))
+    icd_ok = (flags & NSCLC_ICD) != 0
+    if small_cell_excludes_icd:
+        icd_ok &= (flags & SMALL_CELL) == 0
+    screened = flags.index[((flags & NSCLC) != 0) | icd_ok]
+    if not len(screened):
+        return None
+    mine = dated & np.asarray(pd.Index(screened).get_indexer(pids) >= 0)
+    ends = end[mine]
+    candidates = [start[mine], ends[(ends != NO_DAY) & (ends <= bound)]]
+    dmask = np.asarray(pd.Index(screened).get_indexer(death_pids) >= 0) & (death != NO_DAY) & (death <= bound)
+    candidates.append(death[dmask])
     latest = [int(a.max()) for a in candidates if a.size]
-    if not latest:
-        raise SourceError("no dated record in the input", fix="check the source, or set rules.cutoff")
-    return max(latest)
+    return max(latest) if latest else None
 
 
-def default_cutoff(events: pd.DataFrame, patients: pd.DataFrame) -> dt.date:
-    """Latest start, end or death date of the (kept) input: the cutoff when none is configured."""
+def _group_bits(groups: pd.Series, mappings: Mappings) -> np.ndarray:
+    gcode, guniq = pd.factorize(groups.fillna("").astype(str).to_numpy(dtype=object))
+    inc = _includes(mappings)
+    return (
+        np.array([_bits_of(str(g), inc) for g in guniq], dtype=np.int64)[gcode]
+        if len(gcode)
+        else np.zeros(0, np.int64)
+    )
+
+
+def _no_day(run_day: dt.date | None) -> int:
+    return to_day(run_day) if run_day is not None else int(np.iinfo(np.int64).max)
+
+
+def default_cutoff(
+    events: pd.DataFrame, patients: pd.DataFrame, mappings: Mappings, rules: Rules, run_day: dt.date | None
+) -> dt.date:
+    """The cutoff when none is configured (spec §3.12 v2; see :func:`_screened_latest`).
+
+    Without any screened patient's date the input has no cohort: the cutoff is then the day of
+    the run (or today), a value that only labels the empty result.
+    """
     _check_columns(events, patients)
     death = _days(patients["death_date"]) if len(patients) else np.zeros(0, np.int64)
-    return to_date(_latest(_days(events["start"]), _days(events["end"]), death))
+    latest = _screened_latest(
+        events["patient_id"].astype(str).to_numpy(dtype=object),
+        _days(events["start"]),
+        _days(events["end"]),
+        _group_bits(events["groups"], mappings),
+        patients["patient_id"].astype(str).to_numpy(dtype=object),
+        death,
+        _no_day(run_day),
+        rules.small_cell_excludes_icd,
+    )
+    if latest is None:
+        return run_day or dt.date.today()
+    return to_date(latest)
 
 
-def prepare(events: pd.DataFrame, patients: pd.DataFrame, rules: Rules, mappings: Mappings) -> Prepared:
-    """Cutoff, request fallback, bits, sorting and category split (spec §3.12, decisions.md)."""
+def prepare(
+    events: pd.DataFrame,
+    patients: pd.DataFrame,
+    rules: Rules,
+    mappings: Mappings,
+    run_day: dt.date | None = None,
+) -> Prepared:
+    """Cutoff, request fallback, bits, sorting and category split (spec §3.12, decisions.md).
+
+    ``run_day`` bounds the default cutoff (spec §3.12 v2: dates after the day of the run never
+    count); ``None`` leaves it unbounded.
+    """
     _check_columns(events, patients)
     start = _days(events["start"])
     end = _days(events["end"])
-    death_all = _days(patients["death_date"]) if len(patients) else np.zeros(0, np.int64)
     dated = start != NO_DAY
-    cutoff = to_day(rules.cutoff) if rules.cutoff is not None else _latest(start, end, death_all)
+    cutoff = (
+        to_day(rules.cutoff)
+        if rules.cutoff is not None
+        else to_day(default_cutoff(events, patients, mappings, rules, run_day))
+    )
     keep = dated & (start <= cutoff)
     ev = events.loc[keep]
     start, end = start[keep], end[keep]
@@ -259,14 +339,7 @@ def prepare(events: pd.DataFrame, patients: pd.DataFrame, rules: Rules, mappings
     pcode, uniques = pd.factorize(pids, sort=True)
     patient_ids = [str(u) for u in uniques]
     n = len(patient_ids)
-
-    gcode, guniq = pd.factorize(ev["groups"].fillna("").astype(str).to_numpy(dtype=object))
-    inc = _includes(mappings)
-    bits = (
-        np.array([_bits_of(str(g), inc) for g in guniq], dtype=np.int64)[gcode]
-        if len(gcode)
-        else np.zeros(0, np.int64)
-    )
+    bits = _group_bits(ev["groups"], mappings)
 
     # MedicationRequest counts only for an ingredient never administered to the patient.
     kind = ev["kind"].astype(str).to_numpy(dtype=object)
@@ -338,7 +411,8 @@ def prepare(events: pd.DataFrame, patients: pd.DataFrame, rules: Rules, mappings
         rows[cat] = pos
         bounds[cat] = np.searchsorted(fpc[pos], np.arange(n + 1))
 
-    pat: dict[str, tuple[dt.date | None, str | None, int | None, str]] = {}
+    pat: dict[str, tuple[dt.date | None, str | None, int | None, str, bool]] = {}
+    death_all = _days(patients["death_date"]) if len(patients) else np.zeros(0, np.int64)
     for rec, dday in zip(patients.itertuples(index=False), death_all.tolist(), strict=True):
         birth = rec.birth_date if isinstance(rec.birth_date, dt.date) else None
         if isinstance(birth, dt.datetime):
@@ -349,11 +423,17 @@ def prepare(events: pd.DataFrame, patients: pd.DataFrame, rules: Rules, mappings
             rec.sex if isinstance(rec.sex, str) else None,
             death,
             str(rec.source),
+            bool(rec.deceased) and death is None if _known(rec.deceased) else False,
         )
     frame_bounds = np.searchsorted(fpc, np.arange(n + 1))
     return Prepared(
         patient_ids, cutoff, frame, bounds, rows, frame_bounds, any_bits, last_alive, alive_src, pat
     )
+
+
+def _known(value: Any) -> bool:
+    """A present flag (not None / NaN from a frame column)."""
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
 
 
 def _records(frame: dict[str, np.ndarray], pos: np.ndarray) -> list[Rec]:
@@ -388,7 +468,7 @@ def iter_timelines(prep: Prepared, only: Sequence[int] | None = None) -> Iterato
             chunk[cat] = _records(prep.frame, prep.rows[cat][b[first] : b[last]])
         for p in wanted[i:j].tolist():
             pid = prep.patient_ids[p]
-            birth, sex, death, death_src = prep.patients.get(pid, (None, None, None, ""))
+            birth, sex, death, death_src, unknown = prep.patients.get(pid, (None, None, None, "", False))
             la = int(prep.last_alive[p])
             tl = Timeline(
                 patient_id=pid,
@@ -397,6 +477,7 @@ def iter_timelines(prep: Prepared, only: Sequence[int] | None = None) -> Iterato
                 last_alive_source=prep.last_alive_source[p],
                 death=death,
                 death_source=death_src or None,
+                death_unknown_date=unknown,
                 birth_date=birth,
                 sex=sex,
             )

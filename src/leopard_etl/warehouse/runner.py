@@ -139,7 +139,11 @@ def run_with_warehouse(
             pipeline.check_quarantine(cfg, spool)
             changed = _store_events(wh, spool, run_id, complete=read_is_complete(source_system, since))
             step("events:committed")
-            cutoff = wh.cutoff(cfg.rules.cutoff)
+            cutoff = wh.cutoff(
+                cfg.rules.cutoff,
+                run_day=spool.run_day,
+                small_cell_excludes_icd=cfg.rules.small_cell_excludes_icd,
+            )
             # The default cutoff is data-wide: when it moves, every patient's outcome moves with it.
             only_changed = since is not None and wh.stored_cutoffs() == {cutoff}
             derived = Path(tmp) / "derived"

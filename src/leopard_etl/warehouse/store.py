@@ -32,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 from leopard_etl.errors import ConfigError, LockHeldError, SourceError
 from leopard_etl.events import Quarantined
 from leopard_etl.privacy import redact_source
-from leopard_etl.spool import latest_date, latest_death_sql, latest_event_sql
+from leopard_etl.spool import cutoff_sql, latest_date
 from leopard_etl.warehouse import runs as runlog
 from leopard_etl.warehouse.bulk import bulk_insert, drop_stage, quote_ident, stage, to_arrow
 from leopard_etl.warehouse.derived import PATIENT_TABLES, recount_attrition, replace_tables
@@ -249,16 +249,20 @@ class Warehouse:
         log.info("event store: %d patients changed", len(changed))
         return changed
 
-    def cutoff(self, configured: dt.date | None) -> dt.date:
-        """``configured``, else the data-wide default cutoff of the stored events (the spool's SQL)."""
+    def cutoff(
+        self,
+        configured: dt.date | None,
+        *,
+        run_day: dt.date | None = None,
+        small_cell_excludes_icd: bool = True,
+    ) -> dt.date:
+        """``configured``, else the spec §3.12 v2 default cutoff of the stored events (the spool's SQL)."""
         if configured is not None:
             return configured
+        sql = cutoff_sql(self.q("source_event"), self.q("source_patient"), run_day, small_cell_excludes_icd)
         with self._tx() as conn:
-            rows = [
-                tuple(conn.exec_driver_sql(latest_event_sql(self.q("source_event"))).one()),
-                tuple(conn.exec_driver_sql(latest_death_sql(self.q("source_patient"))).one()),
-            ]
-        return latest_date(rows)
+            rows = [tuple(r) for r in conn.exec_driver_sql(sql).all()]
+        return latest_date(rows, run_day)
 
     def event_partitions(self, partition_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         """:meth:`load_events` in ranges of patients of about ``partition_rows`` stored events each."""

@@ -42,9 +42,8 @@ from ...mappings import CodeMatcher
 from .columnar_codes import NO_GROUP, UNDECIDED, WAIT, LeafJudge, lesion_id
 from .columnar_rows import as_events, chunks, encode, events_of, line_starts, object_array
 from .columnar_sql import CHUNK_SQL
-from .fields import codings
 from .files import expand_paths, feed_bundle, feed_file
-from .parse import EVENT_KIND, FhirRecordReader
+from .parse import EVENT_KIND, FhirRecordReader, medication_codes
 
 __all__ = ["CHUNK_BYTES", "NDJSON_SUFFIXES", "read_ndjson_columnar"]
 
@@ -59,7 +58,7 @@ _MED_LINE = b'{"resourceType":"Medication",'
 _PY, _SKIP, _EVENT, _LATER = 0, 1, 2, 4
 _KIND = {"py": _PY, "skip": _SKIP, "read": _EVENT}
 _EVENT_KIND = dict(EVENT_KIND)
-_EMPTY = (None, None, None, None, None, None, None, None, False)
+_EMPTY = (None, None, None, None, None, None, None, None, False, None)
 _TYPES = {name: pa.string() for name in EVENT_COLUMNS} | {
     "start": pa.date32(),
     "end": pa.date32(),
@@ -174,11 +173,11 @@ class _Columnar:
         if not found:
             return set()
         meds = self.reader.medications
-        seen: dict[str, list[tuple[str, str]]] = {}
+        seen: dict[str, Any] = {}
         for i in found:
             try:
                 res = orjson.loads(data[starts[i] : starts[i + 1]])
-                mid, code_list = res["id"], codings(res.get("code"), self.reader.matcher)
+                mid, code_list = res["id"], medication_codes(res, self.reader.matcher)
             except Exception:
                 continue
             if not isinstance(mid, str):
@@ -269,6 +268,8 @@ class _Columnar:
         end_ord = np.array([d.toordinal() if d else -1 for d, _p in end_vals], dtype=np.int64)[end_idx]
         has_end = t.column("end_raw").is_valid().to_numpy(zero_copy_only=False)
         bad = (start_ord < 0) | (has_end & ((end_ord < 0) | (end_ord < start_ord)))
+        if self.sink.cutoff is None and self.sink.run_day is not None:  # spec §3.12 v2: date in the future
+            bad |= start_ord > self.sink.run_day.toordinal()
         outcome[(outcome == _EVENT) & bad] = _PY
         ext_idx, ext_values = encode(t.column("ext"))
         doses = [judge.dose(v) for v in ext_values] + [judge.dose(None)]
@@ -312,6 +313,7 @@ class _Columnar:
             "body_site": (sig_cols[5], row_sig),
             "value": (sig_cols[6], row_sig),
             "ingredient": (sig_cols[7], row_sig),
+            "route": (sig_cols[9], row_sig),
             "fractions": ([d[0] if d else None for d in doses], ext_idx),
             "dose_cgy": ([d[1] if d else None for d in doses], ext_idx),
         }
@@ -388,8 +390,8 @@ class _Columnar:
 
 
 def _coded_kind(verdict: object) -> int:
-    if verdict is NO_GROUP:
-        return _SKIP
+    if verdict is NO_GROUP:  # an activity record (spec v2) or out of scope: the Python reader decides
+        return _PY
     if verdict is WAIT:
         return _LATER
     return _PY if verdict is UNDECIDED else _EVENT

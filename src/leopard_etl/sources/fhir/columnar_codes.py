@@ -20,15 +20,16 @@ import orjson
 from ...events import join_groups
 from .dates import parse_fhir_date
 from .fields import extract_dose
-from .parse import EXCLUDED_STATUS, READ_TYPES, FhirRecordReader, _status
+from .parse import ACTIVITY_ONLY, EXCLUDED_STATUS, READ_TYPES, FhirRecordReader, _status
 from .references import reference_target
 
 __all__ = ["NO_GROUP", "UNDECIDED", "WAIT", "CodedRow", "LeafJudge", "TypeVerdict", "lesion_id"]
 
 #: resource type verdict: ("py" | "skip" | "read", type or skip reason)
 TypeVerdict = tuple[str, str]
-#: (groups, system, code, site, laterality, body_site, value, ingredient, lesion) or None: no code group
-CodedRow = tuple[str, str, str, str | None, str | None, str | None, str | None, str | None, bool]
+#: (groups, system, code, site, laterality, body_site, value, ingredient, lesion, route) or None: no
+#: code group
+CodedRow = tuple[str, str, str, str | None, str | None, str | None, str | None, str | None, bool, str | None]
 
 _ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, orjson.JSONDecodeError)
 
@@ -59,7 +60,7 @@ class LeafJudge:
                 hit = ("py", "")
             elif value not in READ_TYPES:
                 hit = ("skip", f"resource type {value} not read")
-            elif value in ("Patient", "Medication"):
+            elif value in ("Patient", "Medication") or value in ACTIVITY_ONLY:
                 hit = ("py", value)
             else:
                 hit = ("read", value)
@@ -144,7 +145,7 @@ class LeafJudge:
             if content is None:
                 verdict = NO_GROUP
             else:
-                groups, ingredient, first, site, laterality, body_site, value = content
+                groups, ingredient, first, site, laterality, body_site, value, route = content
                 verdict = (
                     join_groups(groups),
                     first[0],
@@ -155,6 +156,7 @@ class LeafJudge:
                     value,
                     ingredient,
                     "lesion" in groups,
+                    route,
                 )
         self._coded[signature] = verdict
         return verdict

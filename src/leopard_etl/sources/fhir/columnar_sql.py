@@ -43,8 +43,13 @@ _LEAVES = (
     "effectiveDateTime",
     "issued",
     "authoredOn",
+    "stage",
 )
-_PERIODS = {"onsetPeriod": ("start",), "performedPeriod": ("start", "end"), "effectivePeriod": ("start",)}
+_PERIODS = {
+    "onsetPeriod": ("start",),
+    "performedPeriod": ("start", "end"),
+    "effectivePeriod": ("start", "end"),
+}
 
 #: from_json schema: leaves keep their JSON text; a period that is not an object reads as absent (as in parse)
 SCHEMA = json.dumps(
@@ -52,7 +57,7 @@ SCHEMA = json.dumps(
 )
 
 #: the coded parts of a line that decide groups, site, laterality, value and ingredient (in this order)
-SIG_PARTS = ("rt", "code", "mcc", "mref", "contained", "body", "vcc", "vstr")
+SIG_PARTS = ("rt", "code", "mcc", "mref", "contained", "body", "vcc", "vstr", "stage")
 
 #: ``src`` (line) → one row per line, in order (blank and unparsed lines are ``odd``);
 #: JSON text columns are NULL when absent or ``null``
@@ -70,18 +75,30 @@ WITH p AS (
         j.subject AS subject, j.code AS code, j.medicationCodeableConcept AS mcc,
         j.medicationReference AS mref, j.contained AS contained, j.bodySite AS body,
         j.valueCodeableConcept AS vcc, j.valueString AS vstr,
+        CASE WHEN j.resourceType = '"Condition"' THEN j.stage END AS stage,
         CASE WHEN j.resourceType = '"Procedure"' THEN j.extension END AS ext,
         CASE WHEN j.resourceType = '"Condition"' THEN j.identifier END AS ident,
         CASE j.resourceType
             WHEN '"Condition"' THEN coalesce(j.onsetDateTime, j.onsetPeriod.start, j.recordedDate)
             WHEN '"Procedure"'
                 THEN coalesce(j.performedDateTime, j.performedPeriod.start, j.performedPeriod."end")
-            WHEN '"Observation"' THEN coalesce(j.effectiveDateTime, j.effectivePeriod.start, j.issued)
-            WHEN '"MedicationAdministration"' THEN coalesce(j.effectiveDateTime, j.effectivePeriod.start)
+            WHEN '"Observation"'
+                THEN coalesce(j.effectiveDateTime, j.effectivePeriod.start, j.effectivePeriod."end", j.issued)
+            WHEN '"MedicationAdministration"'
+                THEN coalesce(j.effectiveDateTime, j.effectivePeriod.start, j.effectivePeriod."end")
             WHEN '"MedicationRequest"' THEN j.authoredOn
         END AS date_raw,
-        CASE WHEN j.resourceType = '"Procedure"' AND j.performedDateTime IS NULL
-            AND j.performedPeriod.start IS NOT NULL THEN j.performedPeriod."end" END AS end_raw,
+        -- the record's other date for last alive (parse._SECOND_DATE): a period's end after its
+        -- start, a Condition's recordedDate beside its onset
+        CASE
+            WHEN j.resourceType = '"Procedure"' AND j.performedDateTime IS NULL
+                AND j.performedPeriod.start IS NOT NULL THEN j.performedPeriod."end"
+            WHEN j.resourceType IN ('"Observation"', '"MedicationAdministration"')
+                AND j.effectiveDateTime IS NULL AND j.effectivePeriod.start IS NOT NULL
+                THEN j.effectivePeriod."end"
+            WHEN j.resourceType = '"Condition"'
+                AND coalesce(j.onsetDateTime, j.onsetPeriod.start) IS NOT NULL THEN j.recordedDate
+        END AS end_raw,
         j.resourceType IN ('"MedicationAdministration"', '"MedicationRequest"')
             AND j.medicationCodeableConcept IS NULL
             AND contains(line, 'medicationCodeableConcept') AS mcc_null

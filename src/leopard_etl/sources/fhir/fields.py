@@ -18,13 +18,19 @@ DOSE_SUFFIX = "radiotherapy-dose-delivered-to-volume"
 _INT_VALUES = ("valueUnsignedInt", "valuePositiveInt", "valueInteger")
 
 
-def codings(concept: Any, matcher: CodeMatcher) -> list[tuple[str, str]]:
-    """(system key, normalised code) of the codings of a CodeableConcept in recognised systems."""
-    if not concept:
+def codings(concept: Any, matcher: CodeMatcher, record_type: str | None = None) -> list[tuple[str, str]]:
+    """(system key, normalised code) of the codings of a CodeableConcept in recognised systems.
+
+    ``record_type`` picks between keys that share a URI (ICD-9-CM diagnoses on a Condition,
+    procedures on a Procedure: spec §1 v2).
+    """
+    if not concept or not isinstance(concept, dict):
         return []
     out: list[tuple[str, str]] = []
     for c in concept.get("coding") or ():
-        system = matcher.system_for_fhir(c.get("system"))
+        if not isinstance(c, dict):
+            continue
+        system = matcher.system_for_fhir(c.get("system"), record_type)
         code = c.get("code")
         if system and isinstance(code, str) and code:
             out.append((system, matcher.normalise(system, code)))
