@@ -146,7 +146,8 @@ def test_default_cutoff_is_latest_date_incl_ends_and_death(mappings):
     )
     assert d.cutoff == day(500)
     r = row(d, "p")
-    assert (r["death"], r["last_alive_date"]) == ("true", "2020-05-15")  # max(end 500, death 450)
+    # spec v2 §3.12: died ≤ cutoff → last alive is the death date (records after a death never count)
+    assert (r["death"], r["last_alive_date"]) == ("true", "2020-03-26")
 
 
 def test_tables_have_schema_columns_and_provenance(mappings):
@@ -164,8 +165,9 @@ def test_tables_have_schema_columns_and_provenance(mappings):
 def test_bad_input_raises_one_line_errors(mappings):
     with pytest.raises(ConfigError):
         run(cohort_patient("p"), mappings, source_system="csv")
-    with pytest.raises(SourceError):
-        run([], mappings)
+    # spec §5 v2: an input without a screened patient is a valid (empty) result, not an error
+    empty = run([], mappings)
+    assert len(empty.patients_csv) == 0 and [n for _, n in empty.attrition] == [0, 0, 0, 0]
     from leopard_etl.cohort import derive
 
     with pytest.raises(SourceError):
@@ -199,7 +201,8 @@ def test_explain_tells_each_decision(mappings):
     ]
     frame = pd.DataFrame.from_records(evs, columns=list(EVENT_COLUMNS))
     text = explain(frame, pd.DataFrame(columns=list(PATIENT_COLUMNS)), "p", Rules(), mappings)
-    assert "cutoff 2021-06-19" in text  # the other patient's record sets the cutoff
+    # spec §3.12 v2: only the screened patients' records set the default cutoff (q is not screened)
+    assert "cutoff 2019-07-30" in text
     assert "1 stereotactic RT record(s) skipped" in text
     assert "CRT concurrent" in text and "3 dose(s)" in text
     assert "lesion liver||A: liver, 2 record(s) merged" in text

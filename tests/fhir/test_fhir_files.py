@@ -96,8 +96,8 @@ def test_cohort_events_fields(matcher: CodeMatcher, tmp_path: Path) -> None:
         "month",
     )
     assert ev["fhir:Observation/p0-prog"].groups == "progression"
-    assert sink.stats.out_of_scope_reasons == {
-        "resource type Encounter not read": 2,
+    assert sink.stats.out_of_scope_reasons == {  # spec §1 v2: Encounters are read; undated ones count for nothing
+        "no code group and no date": 2,
         "Medication (resolves medicationReference)": 2,
     }
 
@@ -138,14 +138,15 @@ def test_union_of_codings_and_value_dependent_groups(matcher: CodeMatcher, tmp_p
     two = ev["fhir:Condition/two"]
     assert (two.groups, two.site, two.laterality) == ("lesion", "lung", "left")
     assert (ev["fhir:Condition/b"].site, ev["fhir:Condition/b"].laterality) == ("lung", "left")
-    assert "fhir:Observation/stable" not in ev  # 97509-4 counts only with a progression value
+    # 97509-4 counts only with a progression value; otherwise an activity record (spec §1 v2)
+    assert ev["fhir:Observation/stable"].groups == ""
     assert ev["fhir:Observation/ts"].value == "IIIB"
     assert ev["fhir:Observation/ss"].value == "IIIC"
     assert (ev["fhir:Condition/st3"].groups, ev["fhir:Condition/st3"].value) == (
         "nsclc;stage_condition",
         "III",
     )
-    assert sink.stats.out_of_scope_reasons == {"no code group": 1}
+    assert sink.stats.out_of_scope_reasons == {}  # the stable status is an activity record (v2)
 
 
 def test_status_exclusions(matcher: CodeMatcher, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from leopard_etl.cohort import derive
 from leopard_etl.cohort.timeline import default_cutoff
 from leopard_etl.config import Rules
-from leopard_etl.events import Event, EventSink, PatientRecord, Quarantined
+from leopard_etl.events import Event, EventSink, PatientRecord, Quarantined, quarantine_row
 from leopard_etl.mappings import CodeMatcher, Mappings, load_mappings
 from leopard_etl.partitioned import derive_spooled
 from leopard_etl.pipeline import frames
@@ -95,7 +95,12 @@ def _event(pid: str, kind: str, groups: str, start: dt.date, end: dt.date | None
                  None, None, None, None, None, None, None, None, f"fhir:X/{pid}-{kind}-{start}")
 
 
-def _cutoffs(events: list[Event], patients: list[PatientRecord], tmp_path: Path) -> tuple[dt.date, dt.date]:
+def _cutoffs(
+    events: list[Event], patients: list[PatientRecord], tmp_path: Path, run_day: dt.date | None
+) -> tuple[dt.date, dt.date]:
+    from leopard_etl.config import Rules
+    from leopard_etl.mappings import load_mappings
+
     plain, spool = EventSink(), EventSpool(tmp_path, spill_rows=2)
     for sink in (plain, spool):
         for e in events:
@@ -106,35 +111,58 @@ def _cutoffs(events: list[Event], patients: list[PatientRecord], tmp_path: Path)
     ev, pt, _ = frames(plain)
     con = spool.connect()
     try:
-        return spool.cutoff(con, None), default_cutoff(ev, pt)
+        return (
+            spool.run_cutoff(con, None, run_day=run_day, small_cell_excludes_icd=True),
+            default_cutoff(ev, pt, load_mappings(), Rules(), run_day),
+        )
     finally:
         con.close()
 
 
 @pytest.mark.parametrize(
-    ("latest", "expected"),
+    ("latest", "run_day", "expected"),
     [
+        # an activity record (any kind, no code group) of a screened patient moves the cutoff (spec §3.12 v2)
+        (_event("p1", "encounter", "", dt.date(2024, 5, 1)), None, dt.date(2024, 5, 1)),
         # a MedicationRequest counts even when an administration shadows it in the rules
-        (_event("p1", "drug_request", "durvalumab", dt.date(2024, 5, 1)), dt.date(2024, 5, 1)),
+        (_event("p1", "drug_request", "durvalumab", dt.date(2024, 5, 1)), None, dt.date(2024, 5, 1)),
         # an end after every start moves the cutoff
         (
-            _event("p2", "procedure", "radiotherapy", dt.date(2020, 1, 1), dt.date(2024, 6, 2)),
+            _event("p1", "procedure", "radiotherapy", dt.date(2020, 1, 1), dt.date(2024, 6, 2)),
+            None,
             dt.date(2024, 6, 2),
         ),
+        # ... unless it lies after the day of the run (then only dates up to that day count)
+        (
+            _event("p1", "procedure", "radiotherapy", dt.date(2020, 1, 1), dt.date(2024, 6, 2)),
+            dt.date(2024, 1, 1),
+            dt.date(2023, 3, 3),
+        ),
+        # records of a patient who is not screened never set the cutoff
+        (_event("p2", "condition", "lesion", dt.date(2025, 1, 1)), None, dt.date(2023, 3, 3)),
+        # ICD C34 with small-cell histology does not screen a patient in
+        (_event("p3", "condition", "nsclc_icd;small_cell", dt.date(2025, 1, 1)), None, dt.date(2023, 3, 3)),
+        (_event("p3", "condition", "nsclc_icd", dt.date(2025, 1, 1)), None, dt.date(2025, 1, 1)),
         # a date pandas cannot hold is undated for the rules, so it never moves the cutoff
-        (_event("p2", "condition", "lesion", dt.date(2999, 1, 1)), dt.date(2023, 3, 3)),
+        (_event("p1", "condition", "lesion", dt.date(2999, 1, 1)), None, dt.date(2023, 3, 3)),
     ],
 )
 def test_spooled_cutoff_matches_the_cohort_definition(
-    latest: Event, expected: dt.date, tmp_path: Path
+    latest: Event, run_day: dt.date | None, expected: dt.date, tmp_path: Path
 ) -> None:
     events = [_event("p1", "condition", "nsclc", dt.date(2021, 1, 1)), latest]
     patients = [
         PatientRecord("p1", None, None, dt.date(2030, 1, 1), "fhir:Patient/p1"),  # superseded below
-        PatientRecord("p2", None, None, None, "fhir:Patient/p2"),
+        PatientRecord("p2", None, None, dt.date(2026, 1, 1), "fhir:Patient/p2"),  # not screened
         PatientRecord("p1", None, None, dt.date(2023, 3, 3), "fhir:Patient/p1"),
     ]
-    assert _cutoffs(events, patients, tmp_path) == (expected, expected)
+    assert _cutoffs(events, patients, tmp_path, run_day) == (expected, expected)
+
+
+def test_no_screened_patient_gives_the_run_day(tmp_path: Path) -> None:
+    """Spec §5 v2: an input without a screened patient is a valid result; the cutoff only labels it."""
+    events = [_event("p2", "condition", "lesion", dt.date(2021, 1, 1))]
+    assert _cutoffs(events, [], tmp_path, dt.date(2026, 1, 2)) == (dt.date(2026, 1, 2),) * 2
 
 
 def test_quarantine_rows_with_commas_and_newlines_round_trip(tmp_path: Path) -> None:
@@ -147,5 +175,6 @@ def test_quarantine_rows_with_commas_and_newlines_round_trip(tmp_path: Path) -> 
         spool.quarantine(q)
     spool.close()
     back = pd.read_csv(spool.quarantine_csv, dtype=str, keep_default_na=False)
-    assert back.values.tolist() == [list(q) for q in rows]
+    assert back.values.tolist() == [list(quarantine_row(q)) for q in rows]
+    assert list(back.columns) == ["source_system", "location", "reason", "record_id", "record"]
     assert spool.stats.quarantined == 2

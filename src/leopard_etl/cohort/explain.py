@@ -47,11 +47,14 @@ def explain(
     pat = patients[patients["patient_id"].astype(str) == str(patient_id)]
     local = rules.model_copy(update={"cutoff": cutoff})
     prep = prepare(events.loc[mine], pat, local, mappings)
-    tl = next(iter_timelines(prep, only=[0]))
     lines = [
         f"patient {patient_id} — cutoff {cutoff.isoformat()}"
         + (" (configured)" if rules.cutoff else " (latest date of the screened patients' records)")
     ]
+    if not prep.patient_ids:  # every record after the cutoff: the rules see none of them
+        lines.append("not screened: no NSCLC record on or before the cutoff (every record is later)")
+        return "\n".join(lines)
+    tl = next(iter_timelines(prep, only=[0]))
     res = classify_patient(tl, local, prep.cutoff, coded_stage_lookup(mappings))
     if res is None:
         lines.append(_not_screened(tl))

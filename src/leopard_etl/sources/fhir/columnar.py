@@ -42,7 +42,7 @@ from ...mappings import CodeMatcher
 from .columnar_codes import NO_GROUP, UNDECIDED, WAIT, LeafJudge, lesion_id
 from .columnar_rows import as_events, chunks, encode, events_of, line_starts, object_array
 from .columnar_sql import CHUNK_SQL
-from .files import expand_paths, feed_bundle, feed_file
+from .files import expand_paths, feed_bundle, feed_file, is_export_log, skip_export_log
 from .parse import EVENT_KIND, FhirRecordReader, medication_codes
 
 __all__ = ["CHUNK_BYTES", "NDJSON_SUFFIXES", "read_ndjson_columnar"]
@@ -85,7 +85,9 @@ def read_ndjson_columnar(
     given = {Path(p) for p in paths}
     with _Columnar(reader, chunk_bytes=chunk_bytes, threads=threads) as columnar:
         for path in expand_paths(paths):
-            if path.name.endswith((".json", ".json.gz")):
+            if is_export_log(path):
+                skip_export_log(reader, path)
+            elif path.name.endswith((".json", ".json.gz")):
                 feed_file(reader, path, found_in_folder=path not in given)
             else:
                 columnar.feed_file(path)

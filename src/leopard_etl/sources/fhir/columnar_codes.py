@@ -60,7 +60,7 @@ class LeafJudge:
                 hit = ("py", "")
             elif value not in READ_TYPES:
                 hit = ("skip", f"resource type {value} not read")
-            elif value in ("Patient", "Medication") or value in ACTIVITY_ONLY:
+            elif value in ("Patient", "Medication", "OperationOutcome") or value in ACTIVITY_ONLY:
                 hit = ("py", value)
             else:
                 hit = ("read", value)

@@ -21,7 +21,10 @@ import pyarrow.compute as pc
 
 from ...events import EVENT_COLUMNS, Event
 
-__all__ = ["as_events", "chunks", "encode", "events_of", "line_starts", "object_array", "open_file"]
+__all__ = ["BOM", "as_events", "chunks", "encode", "events_of", "line_starts", "object_array", "open_file"]
+
+#: a UTF-8 byte-order mark: ignored at the start of a file (spec §1 v2)
+BOM = b"\xef\xbb\xbf"
 
 
 def open_file(path: Path) -> IO[bytes]:
@@ -31,11 +34,17 @@ def open_file(path: Path) -> IO[bytes]:
 
 
 def chunks(path: Path, size: int) -> Iterator[bytes]:
-    """The file's bytes in pieces of about ``size`` that end on a line break (the last may not)."""
+    """The file's bytes in pieces of about ``size`` that end on a line break (the last may not).
+
+    A byte-order mark at the start of the file is dropped.
+    """
     with open_file(path) as fh:
         rest = b""
+        first = True
         while True:
             block = fh.read(size)
+            if first:
+                block, first = block.removeprefix(BOM), False
             if not block:
                 if rest:
                     yield rest

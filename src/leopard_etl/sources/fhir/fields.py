@@ -24,8 +24,10 @@ def codings(concept: Any, matcher: CodeMatcher, record_type: str | None = None) 
     ``record_type`` picks between keys that share a URI (ICD-9-CM diagnoses on a Condition,
     procedures on a Procedure: spec §1 v2).
     """
-    if not concept or not isinstance(concept, dict):
+    if not concept:
         return []
+    if not isinstance(concept, dict):  # a malformed resource: the reader quarantines it
+        raise TypeError(f"a CodeableConcept must be an object, not {type(concept).__name__}")
     out: list[tuple[str, str]] = []
     for c in concept.get("coding") or ():
         if not isinstance(c, dict):

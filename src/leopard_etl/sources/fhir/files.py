@@ -26,10 +26,18 @@ import orjson
 from ...errors import SourceError
 from ...events import EventSink
 from ...mappings import CodeMatcher
+from .columnar_rows import BOM
 from .parse import FhirRecordReader
 from .references import UrnIndex
 
-__all__ = ["FHIR_SUFFIXES", "expand_paths", "feed_file", "read_fhir_files"]
+__all__ = [
+    "FHIR_SUFFIXES",
+    "expand_paths",
+    "feed_file",
+    "is_export_log",
+    "read_fhir_files",
+    "skip_export_log",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,29 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     return sorted(found, key=_order)
 
 
+def is_export_log(path: Path) -> bool:
+    """A Bulk export client's log (``log.ndjson``, ``*.log.ndjson``): not patient data (spec §1 v2)."""
+    name = path.name.removesuffix(".gz")
+    return name == "log.ndjson" or name.endswith(".log.ndjson")
+
+
+def skip_export_log(reader: FhirRecordReader, path: Path) -> None:
+    """Count every line of an export log as read and out of scope, with the file's name."""
+    stats = reader.sink.stats
+    reason = f"export log {path.name}"
+    try:
+        with _open(path) as fh:
+            for line in fh:
+                if line.strip():
+                    stats.read += 1
+                    stats.skip(reason)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(
+            f"cannot read {path}: {type(exc).__name__}: {exc}",
+            fix="check the file is complete (a truncated .gz cannot be read)",
+        ) from None
+
+
 def _open(path: Path) -> IO[bytes]:  # gzip.GzipFile is a binary IO
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
@@ -95,6 +126,9 @@ def feed_file(reader: FhirRecordReader, path: Path, *, found_in_folder: bool = F
     (no ``resourceType``: a manifest, a summary) is skipped, not quarantined.
     """
     name = path.name
+    if is_export_log(path):
+        skip_export_log(reader, path)
+        return
     try:
         if name.endswith((".json", ".json.gz")):
             _feed_document(reader, path, found_in_folder)
@@ -110,6 +144,8 @@ def feed_file(reader: FhirRecordReader, path: Path, *, found_in_folder: bool = F
 
 def _feed_lines(reader: FhirRecordReader, lines: Iterator[bytes] | IO[bytes], where: str) -> None:
     for lineno, line in enumerate(lines, 1):
+        if lineno == 1:
+            line = line.removeprefix(BOM)
         if not line.strip():
             continue
         location = f"{where}:{lineno}"
@@ -126,7 +162,7 @@ def _feed_lines(reader: FhirRecordReader, lines: Iterator[bytes] | IO[bytes], wh
 
 def _feed_document(reader: FhirRecordReader, path: Path, found_in_folder: bool) -> None:
     with _open(path) as fh:
-        data = fh.read()
+        data = fh.read().removeprefix(BOM)
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -185,4 +221,7 @@ def feed_bundle(reader: FhirRecordReader, bundle: dict[str, Any], where: str) ->
         res = entry["resource"]
         if isinstance(res, dict) and res.get("resourceType") == "OperationOutcome":
             continue  # searchset outcome entry
+        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+            feed_bundle(reader, res, f"{where}#entry[{i}]")  # a Bundle inside a Bundle: its entries count
+            continue
         reader.feed(res, f"{where}#entry[{i}]", urns, ids[i])

@@ -261,6 +261,9 @@ class FhirRecordReader:
         rid = res.get("id") or fallback_id
         if not isinstance(rid, str) or not rid:
             raise _Bad("no id")
+        if rtype == "OperationOutcome":  # an export's error file: not patient data (spec §1 v2)
+            self.sink.stats.skip(f"OperationOutcome in {_file_of(location)}")
+            return
         if rtype not in READ_TYPES:
             self.sink.stats.skip(f"resource type {rtype} not read")
             return
@@ -677,6 +680,13 @@ def _dates(res: dict[str, Any], rtype: str) -> tuple[dt.date, str, dt.date | Non
             end = None  # e.g. 2020-03 (15th) to 2020-03-02
         return start, precision, end
     return None
+
+
+def _file_of(location: str) -> str:
+    """The file name of a ``path:line`` / ``path#entry[i]`` location (a URL stays as it is)."""
+    if "://" in location:
+        return location
+    return location.split("#", 1)[0].rsplit(":", 1)[0].replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _record_id(raw: object) -> str:
