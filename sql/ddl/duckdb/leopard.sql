@@ -1,4 +1,4 @@
--- Generated from leopard_etl.warehouse.schema (schema version 2); do not edit.
+-- Generated from leopard_etl.warehouse.schema (schema version 3); do not edit.
 
 CREATE TABLE cohort_attrition (
 	step_no INTEGER NOT NULL, 
@@ -14,6 +14,7 @@ CREATE TABLE crt_course (
 	crt_end DATE NOT NULL, 
 	first_platinum_date DATE, 
 	protocol_deviation VARCHAR(64), 
+	platinum_unverified BOOLEAN, 
 	source_system VARCHAR(16) NOT NULL, 
 	source_ids TEXT NOT NULL, 
 	PRIMARY KEY (patient_id)
@@ -91,6 +92,7 @@ CREATE TABLE outcome (
 	os_months DOUBLE PRECISION, 
 	prs_months DOUBLE PRECISION, 
 	cutoff DATE NOT NULL, 
+	death_date_unknown BOOLEAN, 
 	source_system VARCHAR(16) NOT NULL, 
 	source_ids TEXT NOT NULL, 
 	PRIMARY KEY (patient_id)
@@ -112,7 +114,8 @@ CREATE TABLE quarantine (
 	source_system VARCHAR(16) NOT NULL, 
 	location TEXT NOT NULL, 
 	reason TEXT NOT NULL, 
-	record TEXT
+	record TEXT, 
+	record_id TEXT
 );
 
 CREATE TABLE recurrence (
@@ -172,6 +175,7 @@ CREATE TABLE source_event (
 	ingredient TEXT, 
 	fractions INTEGER, 
 	dose_cgy DOUBLE PRECISION, 
+	route VARCHAR(16), 
 	content_hash VARCHAR(64) NOT NULL, 
 	run_id VARCHAR(64) NOT NULL, 
 	PRIMARY KEY (source)
@@ -185,9 +189,10 @@ CREATE TABLE source_patient (
 	sex VARCHAR(16), 
 	death_date DATE, 
 	source VARCHAR(512) NOT NULL, 
+	deceased BOOLEAN, 
 	content_hash VARCHAR(64) NOT NULL, 
 	run_id VARCHAR(64) NOT NULL, 
 	PRIMARY KEY (patient_id)
 );
 
-INSERT INTO schema_version (version, applied_at) VALUES (2, CURRENT_TIMESTAMP);
+INSERT INTO schema_version (version, applied_at) VALUES (3, CURRENT_TIMESTAMP);

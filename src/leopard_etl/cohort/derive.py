@@ -107,6 +107,7 @@ def table_rows(res: PatientResult, mappings: Mappings, cutoff: int) -> dict[str,
                 "crt_end": _d(c.end),
                 "first_platinum_date": _d(c.first_platinum),
                 "protocol_deviation": c.protocol_deviation,
+                "platinum_unverified": c.platinum_unverified,
                 "source_ids": _ids(res.rt.records + c.platinum),
             }
         ]
@@ -172,6 +173,7 @@ def table_rows(res: PatientResult, mappings: Mappings, cutoff: int) -> dict[str,
                 "os_months": o.os_months if res.in_cohort else None,
                 "prs_months": o.prs_months if res.in_cohort else None,
                 "cutoff": to_date(cutoff),
+                "death_date_unknown": o.death_date_unknown,
                 "source_ids": _ids([], *drivers),
             }
         ]

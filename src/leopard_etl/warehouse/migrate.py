@@ -79,8 +79,25 @@ def _v1_to_v2(conn: Connection, q: Qualify) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {q('outcome')} ALTER COLUMN {column} SET DATA TYPE DOUBLE")
 
 
+def _v2_to_v3(conn: Connection, q: Qualify) -> None:
+    """Spec v2 columns; stored events get their drug route and deaths their flag on the next full read.
+
+    The event store's content hashes cover the new fields, so a changed record is replaced.
+    """
+    for table, column, kind in (
+        ("source_event", "route", "VARCHAR(16)"),
+        ("source_patient", "deceased", "BOOLEAN"),
+        ("quarantine", "record_id", "TEXT"),
+        ("crt_course", "platinum_unverified", "BOOLEAN"),
+        ("outcome", "death_date_unknown", "BOOLEAN"),
+    ):
+        conn.exec_driver_sql(f"ALTER TABLE {q(table)} ADD COLUMN {column} {kind}")
+    # a deceased patient of a version-2 store had a death date
+    conn.exec_driver_sql(f"UPDATE {q('source_patient')} SET deceased = (death_date IS NOT NULL)")
+
+
 #: from-version -> step that brings the warehouse to from-version + 1
-MIGRATIONS: dict[int, Callable[[Connection, Qualify], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection, Qualify], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def current_version(conn: Connection, schema: str) -> int | None:

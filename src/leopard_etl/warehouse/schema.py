@@ -41,8 +41,9 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 __all__ = ["DERIVED_TABLES", "EVENT_STORE_TABLES", "METADATA", "SCHEMA_VERSION", "render_ddl"]
 
 #: Bump when a table or column changes; the warehouse migrates from the previous one
-#: (``leopard_etl.warehouse.migrate``). 1: first release; 2: event store + etl_run counts.
-SCHEMA_VERSION = 2
+#: (``leopard_etl.warehouse.migrate``). 1: first release; 2: event store + etl_run counts;
+#: 3: spec v2 (drug match route, death with unknown date, platinum_unverified, quarantine record_id).
+SCHEMA_VERSION = 3
 
 METADATA = MetaData()
 
@@ -100,6 +101,12 @@ crt_course = Table(
     Column("crt_end", Date, nullable=False),
     Column("first_platinum_date", Date),
     Column("protocol_deviation", String(64), comment="sequential CRT was not PACIFIC-eligible"),
+    # version 3
+    Column(
+        "platinum_unverified",
+        Boolean,
+        comment="spec v2 §2.1: the platinum date is a chemotherapy procedure with no drug named",
+    ),
     *_prov(),
 )
 
@@ -160,6 +167,12 @@ outcome = Table(
     Column("os_months", Double),
     Column("prs_months", Double),
     Column("cutoff", Date, nullable=False),
+    # version 3
+    Column(
+        "death_date_unknown",
+        Boolean,
+        comment="spec v2 §3.12: death known without date; death_date = latest activity date",
+    ),
     *_prov(),
 )
 
@@ -179,6 +192,8 @@ quarantine = Table(
     Column("location", Text, nullable=False, comment="file:line, URL, or table/row id"),
     Column("reason", Text, nullable=False),
     Column("record", Text, comment="the offending record, truncated"),
+    # version 3
+    Column("record_id", Text, comment="Type/id or table/row id of the record, where it has one"),
 )
 
 etl_run = Table(
@@ -225,6 +240,7 @@ source_event = Table(
     Column("ingredient", Text),
     Column("fractions", Integer),
     Column("dose_cgy", Double),
+    Column("route", String(16), comment="version 3: how a drug coding matched (code|product|ingredient|name)"),
     Column("content_hash", _HASH, nullable=False, comment="sha256 of the event's canonical text"),
     Column("run_id", String(64), nullable=False, comment="run that last wrote the row"),
     comment="Event store (leopard_etl.events.Event), one row per source record",
@@ -239,6 +255,7 @@ source_patient = Table(
     Column("sex", String(16)),
     Column("death_date", Date),
     Column("source", String(512), nullable=False),
+    Column("deceased", Boolean, comment="version 3: died, with or without a known date"),
     Column("content_hash", _HASH, nullable=False),
     Column("run_id", String(64), nullable=False),
     comment="Event store (leopard_etl.events.PatientRecord)",
