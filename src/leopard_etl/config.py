@@ -19,11 +19,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from leopard_etl.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Rules", "RunConfig", "load_config", "resolve_secret", "url_with_password"]
+__all__ = [
+    "ENV_PREFIX",
+    "FhirLimits",
+    "Rules",
+    "RunConfig",
+    "SmartSettings",
+    "load_config",
+    "resolve_secret",
+    "url_with_password",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,98 @@ class Rules(BaseModel):
     cutoff: dt.date | None = Field(None, description="data cutoff; default = latest date in the data")
 
 
+def _has_password(url: str) -> bool:
+    if "://" not in url:
+        return False
+    netloc = url.split("://", 1)[1].split("/", 1)[0]
+    return "@" in netloc and ":" in netloc.rsplit("@", 1)[0]
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+#: RFC 6749 scope-token characters
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+#: SMART v1 ``.write`` / ``.*`` or v2 permissions with c(reate), u(pdate), d(elete)
+_WRITE_SCOPE = re.compile(r"^(system|user|patient)/[^.]+\.(write|\*|[rs]*[cud][cruds]*)(\?.*)?$")
+
+
+class SmartSettings(BaseModel):
+    """SMART Backend Services (client_credentials with a signed JWT assertion); off without a client id.
+
+    The private key is a secret: named by ``private_key_env`` (a variable holding the PEM)
+    or ``private_key_file`` (a PEM file), exactly one of them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str | None = Field(None, min_length=1, description="client id registered with the server")
+    token_url: str | None = Field(
+        None, description="token endpoint; default: discovered in <server>/.well-known/smart-configuration"
+    )
+    private_key_env: str | None = Field(None, description="env var holding the PEM private key")
+    private_key_file: Path | None = Field(None, description="file holding the PEM private key")
+    key_id: str | None = Field(None, min_length=1, description="kid of the key in the client's JWKS")
+    algorithm: Literal["RS384", "ES384"] = "RS384"
+    scopes: str = Field("system/*.read", description="space-separated scopes; read-only")
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise ValueError("not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the token URL must be an https:// URL")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+            raise ValueError("the token URL must use https (http only on the loopback interface)")
+        if _has_password(url) or parts.query:
+            raise ValueError("the token URL must not carry credentials or a query string")
+        return url
+
+    @field_validator("scopes")
+    @classmethod
+    def _read_only_scopes(cls, scopes: str) -> str:
+        tokens = scopes.split()
+        if not tokens:
+            raise ValueError("at least one scope is needed, e.g. system/*.read")
+        for token in tokens:
+            if not _SCOPE_TOKEN.fullmatch(token):
+                raise ValueError(f"{token!r} is not a valid scope")
+            if _WRITE_SCOPE.match(token):
+                raise ValueError(f"scope {token} grants write access; the ETL only reads (system/*.read)")
+        return " ".join(tokens)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SmartSettings:
+        keys = [k for k in (self.private_key_env, self.private_key_file) if k]
+        if self.client_id is None:
+            if keys or self.token_url or self.key_id:
+                raise ValueError(
+                    "client_id is needed for SMART Backend Services (or drop the smart settings)"
+                )
+            return self
+        if len(keys) != 1:
+            raise ValueError("name the private key with exactly one of private_key_env, private_key_file")
+        return self
+
+
+class FhirLimits(BaseModel):
+    """Bounds on a FHIR server read; each one, when hit, ends the run with one line (exit 3)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_pages: int = Field(10_000, ge=1, description="pages one REST search may return (next links)")
+    max_read_seconds: float = Field(6 * 3600, gt=0, description="wall time of one REST read")
+    bulk_max_wait_seconds: float = Field(6 * 3600, gt=0, description="wait for $export to complete")
+    bulk_poll_seconds: float = Field(
+        5.0, ge=1, le=3600, description="status poll interval when the server sends no Retry-After"
+    )
+
+
 class RunConfig(BaseModel):
     """Settings of one ``leopard-etl run``: defaults < config file < LEOPARD_* env < CLI options.
 
@@ -101,15 +202,37 @@ class RunConfig(BaseModel):
     omop_password_env: str | None = Field(None, description="env var holding the OMOP DB password")
     pseudonymise_key_file: Path | None = Field(None, description="file holding the pseudonymisation key")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # FHIR server access: SMART Backend Services, and the bounds of a read
+    smart: SmartSettings = Field(default_factory=lambda: SmartSettings.model_validate({}))
+    fhir_limits: FhirLimits = Field(default_factory=lambda: FhirLimits.model_validate({}))
 
     @field_validator("warehouse", "omop")
     @classmethod
     def _no_password_in_url(cls, url: str | None) -> str | None:
-        if url and "://" in url:
-            netloc = url.split("://", 1)[1].split("/", 1)[0]
-            if "@" in netloc and ":" in netloc.rsplit("@", 1)[0]:
-                raise ValueError("the URL contains a password; name an env var in *_password_env instead")
+        if url and _has_password(url):
+            raise ValueError("the URL contains a password; name an env var in *_password_env instead")
         return url
+
+    @field_validator("fhir")
+    @classmethod
+    def _no_credentials_in_server_url(cls, sources: list[str]) -> list[str]:
+        from leopard_etl.privacy import redact_source
+
+        for source in sources:
+            if source.startswith(("http://", "https://")) and (
+                _has_password(source) or redact_source(source) != source
+            ):
+                raise ValueError(
+                    "a FHIR server URL carries a credential (password or token parameter); "
+                    "name it in bearer_token_env / bearer_token_file or the smart settings instead"
+                )
+        return sources
+
+    @model_validator(mode="after")
+    def _one_fhir_auth(self) -> RunConfig:
+        if self.smart.client_id and (self.bearer_token_env or self.bearer_token_file):
+            raise ValueError("both a bearer token and SMART client settings are given; keep one")
+        return self
 
     @field_validator("warehouse_schema", "cdm_schema", "vocab_schema")
     @classmethod
@@ -216,9 +339,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any], env: Mapping[st
     Raises ConfigError with one line naming the bad field and where its value came from.
     """
     from_file = _read_file(path) if path is not None else {}
-    secret_names = {
-        str(v) for k, v in {**from_file, **overrides}.items() if k.endswith("_env") and isinstance(v, str)
-    }
+    secret_names = _secret_env_names(from_file) | _secret_env_names(overrides)
+    secret_names |= {v for k, v in env.items() if k.startswith(ENV_PREFIX) and k.endswith("_ENV")}
     from_env, env_origin = _env_overrides(env, secret_names)
     merged = _merge(_merge(from_file, from_env), overrides)
     try:
@@ -238,6 +360,17 @@ def load_config(path: Path | None, overrides: Mapping[str, Any], env: Mapping[st
         if problem["type"] == "extra_forbidden":
             message = "unknown setting"
         raise ConfigError(f"{where}: {message} ({origin})", fix="see docs/configuration.md") from None
+
+
+def _secret_env_names(data: Mapping[str, Any]) -> set[str]:
+    """Values of ``*_env`` settings at any depth: variables holding secrets, never read as settings."""
+    names: set[str] = set()
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            names |= _secret_env_names(value)
+        elif str(key).endswith("_env") and isinstance(value, str):
+            names.add(value)
+    return names
 
 
 def _dotted_in(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
