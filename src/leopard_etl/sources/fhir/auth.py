@@ -4,7 +4,12 @@ Secrets come from an environment variable *name* or a file *path* (never from
 argv, where ``ps`` shows them), and never appear in reprs, logs or exception
 messages. SMART Backend Services (client_credentials with a JWT assertion signed
 RS384 / ES384) discovers its token endpoint in ``.well-known/smart-configuration``
-and refreshes the access token a minute before it expires, or once on a 401.
+and refreshes the access token a minute before it expires (a fifth of its lifetime
+for a token valid less than five minutes), or once on a 401.
+
+:func:`auth_from_config` builds the scheme a run's settings name. Where the token
+goes is not decided here: :class:`.transport.HttpPolicy` attaches an :class:`Auth`
+only to requests for the configured server's origin.
 """
 
 from __future__ import annotations
@@ -13,16 +18,21 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import jwt
 import orjson
 
 from ...errors import ConfigError, SourceError
+from ...privacy import redact_source
 
-__all__ = ["Auth", "BearerToken", "SmartBackendAuth"]
+if TYPE_CHECKING:
+    from ...config import RunConfig
+
+__all__ = ["Auth", "BearerToken", "SmartBackendAuth", "auth_from_config"]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 REFRESH_MARGIN = 60.0  # seconds before expiry at which a token is renewed
@@ -105,6 +115,7 @@ class SmartBackendAuth(Auth):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires = 0.0
+        self._margin = REFRESH_MARGIN
         self.tokens_fetched = 0
 
     @classmethod
@@ -121,7 +132,10 @@ class SmartBackendAuth(Auth):
         except (httpx.HTTPError, orjson.JSONDecodeError, AttributeError):
             endpoint = None
         if not isinstance(endpoint, str) or not endpoint:
-            raise SourceError(f"no token_endpoint in {url}", fix="give the token URL explicitly (token_url)")
+            raise SourceError(
+                f"no token_endpoint in {redact_source(url)}",
+                fix="give the token URL explicitly (smart.token_url)",
+            )
         return endpoint
 
     def _assertion(self, token_url: str) -> str:
@@ -155,7 +169,7 @@ class SmartBackendAuth(Auth):
             resp = self._http.post(token_url, data=form, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
             raise SourceError(
-                f"token endpoint {token_url} unreachable ({type(exc).__name__})",
+                f"token endpoint {redact_source(token_url)} unreachable ({type(exc).__name__})",
                 fix="check the network and the token URL",
             ) from None
         try:
@@ -165,17 +179,22 @@ class SmartBackendAuth(Auth):
         if resp.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
             err = body.get("error") if isinstance(body, dict) else None
             raise SourceError(
-                f"token endpoint {token_url} refused the client {self.client_id} "
+                f"token endpoint {redact_source(token_url)} refused the client {self.client_id} "
                 f"({resp.status_code}{', ' + str(err) if err else ''})",
                 fix="check the client id, its registered public key and the scope",
             )
         self._token = str(body["access_token"])
-        self._expires = self._clock() + float(body.get("expires_in") or 300)
+        try:
+            lifetime = float(body.get("expires_in") or 300)
+        except (TypeError, ValueError):
+            lifetime = 300.0
+        self._expires = self._clock() + lifetime
+        self._margin = min(REFRESH_MARGIN, lifetime / 5)
         self.tokens_fetched += 1
 
     def _current(self, force: bool = False) -> str:
         with self._lock:
-            if force or self._token is None or self._clock() >= self._expires - REFRESH_MARGIN:
+            if force or self._token is None or self._clock() >= self._expires - self._margin:
                 self._fetch()
             assert self._token is not None
             return self._token
@@ -186,3 +205,57 @@ class SmartBackendAuth(Auth):
         if response.status_code == 401:  # revoked or expired early: one fresh token, one retry
             request.headers["Authorization"] = f"Bearer {self._current(force=True)}"
             yield request
+
+
+def auth_from_config(
+    cfg: RunConfig,
+    *,
+    base_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    verify: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> Auth | None:
+    """The FHIR credentials ``cfg`` names: SMART Backend Services, a bearer token, or ``None``.
+
+    ``base_url`` is the server whose ``.well-known/smart-configuration`` names the token
+    endpoint when ``smart.token_url`` is not set (default: the first http(s) source of
+    ``cfg.fhir``). Secrets are read now, from the variable or file the settings name; a
+    missing one is a :class:`ConfigError` naming the variable or file, never its content.
+    """
+    from ...config import resolve_secret
+
+    smart = cfg.smart
+    if smart.client_id:
+        pem = resolve_secret(smart.private_key_env, smart.private_key_file, env)
+        if not pem:
+            raise ConfigError(
+                f"the SMART private key file {smart.private_key_file} is empty",
+                fix="write the PEM private key into it",
+            )
+        base = base_url or next((s for s in cfg.fhir if s.startswith(("http://", "https://"))), None)
+        if base is None and smart.token_url is None:
+            raise ConfigError(
+                "SMART Backend Services needs a FHIR server URL or smart.token_url",
+                fix="give the server base URL in fhir, or set smart.token_url",
+            )
+        return SmartBackendAuth(
+            base or "",
+            smart.client_id,
+            pem.encode("utf-8"),
+            alg=smart.algorithm,
+            kid=smart.key_id,
+            scope=smart.scopes,
+            token_url=smart.token_url,
+            transport=transport,
+            verify=verify,
+            clock=clock,
+        )
+    token = resolve_secret(cfg.bearer_token_env, cfg.bearer_token_file, env)
+    if token:
+        return BearerToken(token)
+    if cfg.bearer_token_file is not None:
+        raise ConfigError(
+            f"the bearer token file {cfg.bearer_token_file} is empty", fix="write the token into it"
+        )
+    return None

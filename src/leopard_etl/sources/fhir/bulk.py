@@ -3,9 +3,24 @@
 Kick-off ``GET [base]/$export`` (or ``Patient/$export``, ``Group/<id>/$export``) with
 ``Prefer: respond-async``; poll the ``Content-Location`` honouring ``Retry-After``
 (``X-Progress`` is logged); download every manifest ``output`` file by streaming it
-to disk (never in memory), sending the token only when the manifest says
-``requiresAccessToken``. The manifest is saved beside the files (its
+to disk (never in memory). The manifest is saved beside the files (its
 ``transactionTime`` is the watermark of the export).
+
+The token stays with its server (issue 13, Bulk Data IG "requiresAccessToken"):
+
+* the status URL must be on the server's origin (scheme, host, port); another
+  origin is refused (:class:`SourceError`, exit 3) before any request goes there;
+* output and error files are fetched **with** the token only when the manifest
+  says ``"requiresAccessToken": true`` and the file is on the server's origin;
+* ``requiresAccessToken`` true for a file on another origin is refused: sending
+  the token would hand it to that host, and the file cannot be read without it;
+* ``requiresAccessToken`` false or absent: the files are fetched **without** the
+  token, wherever they are (pre-signed storage URLs are the usual case).
+
+Bounds: ``fhir_limits.bulk_max_wait_seconds`` for the export to complete (a
+``Retry-After`` that would pass it ends the wait at once), polling every
+``Retry-After`` seconds (at least one) or ``fhir_limits.bulk_poll_seconds``
+when the server gives none.
 
 Manifest ``error`` entries (OperationOutcome NDJSON) are downloaded too, into
 ``_errors/``. Decision: an issue of severity ``error``/``fatal`` is a record the
@@ -22,17 +37,19 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urljoin
 
 import httpx
 import orjson
 
+from ...config import FhirLimits
 from ...errors import ConfigError, SourceError
 from ...events import EventSink
 from ...mappings import CodeMatcher
 from .auth import Auth
 from .files import expand_paths, feed_file
 from .parse import READ_TYPES, FhirRecordReader
-from .transport import HttpPolicy, retry_after_seconds
+from .transport import HttpPolicy, LimitExceeded, retry_after_seconds, where
 
 __all__ = ["MANIFEST_NAME", "bulk_export", "read_bulk_export"]
 
@@ -41,6 +58,7 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 ERRORS_DIR = "_errors"
 NDJSON = "application/fhir+ndjson"
+POLL_FLOOR = 1.0  # seconds: a Retry-After of 0 does not make us hammer the status URL
 
 
 def _kickoff_url(base: str, level: str, group_id: str | None) -> str:
@@ -68,22 +86,28 @@ def bulk_export(
     max_retries: int = 5,
     verify: bool = True,
     transport: httpx.BaseTransport | None = None,
-    max_wait_seconds: float = 6 * 3600,
+    limits: FhirLimits | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[Path]:
     """Run one export into ``dest``; return the downloaded data files (error files go to ``dest/_errors``)."""
     base = base_url.rstrip("/")
+    limits = limits or FhirLimits.model_validate({})
     http = HttpPolicy(
-        auth=None, timeout=timeout, max_retries=max_retries, verify=verify, transport=transport, sleep=sleep
-    )
-    authed = HttpPolicy(
-        auth=auth, timeout=timeout, max_retries=max_retries, verify=verify, transport=transport, sleep=sleep
+        auth=auth,
+        origin=base,
+        timeout=timeout,
+        max_retries=max_retries,
+        verify=verify,
+        transport=transport,
+        sleep=sleep,
+        clock=clock,
     )
     try:
         params: dict[str, str] = {"_type": ",".join(types)}
         if since:
             params["_since"] = since
-        resp = authed.request(
+        resp = http.request(
             "GET",
             _kickoff_url(base, level, group_id),
             params=params,
@@ -92,25 +116,45 @@ def bulk_export(
         )
         status_url = resp.headers.get("Content-Location")
         if not status_url:
-            raise SourceError(f"{base} accepted $export without a Content-Location", fix="check the server")
-        manifest = _poll(authed, status_url, max_wait_seconds, sleep)
+            raise SourceError(
+                f"{where(base)} accepted $export without a Content-Location", fix="check the server"
+            )
+        status_url = urljoin(str(resp.url), status_url)
+        http.require_origin(status_url, "the $export status URL")
+        manifest = _poll(http, status_url, limits)
         dest.mkdir(parents=True, exist_ok=True)
         (dest / MANIFEST_NAME).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-        files = authed if manifest.get("requiresAccessToken", True) else http
-        out = _download_all(files, manifest.get("output") or [], dest)
-        _download_all(files, manifest.get("error") or [], dest / ERRORS_DIR)
+        token = manifest.get("requiresAccessToken") is True  # Bulk IG: the token only when true
+        outputs = _entries(manifest.get("output"))
+        errors = _entries(manifest.get("error"))
+        if token:
+            for _, url in outputs + errors:
+                http.require_origin(url, "the $export file (requiresAccessToken true)")
+        out = _download_all(http, outputs, dest, token)
+        _download_all(http, errors, dest / ERRORS_DIR, token)
         with contextlib.suppress(httpx.HTTPError):
-            authed.client.delete(status_url)  # let the server clean up; failure is harmless
+            # let the server clean up; failure is harmless
+            http.client.request("DELETE", status_url, auth=http._auth_for(status_url, True))
         return out
     finally:
         http.close()
-        authed.close()
 
 
-def _poll(
-    http: HttpPolicy, status_url: str, max_wait: float, sleep: Callable[[float], None]
-) -> dict[str, Any]:
-    waited = 0.0
+def _entries(items: Any) -> list[tuple[str, str]]:
+    """(type, url) of the manifest's ``output`` / ``error`` entries."""
+    out: list[tuple[str, str]] = []
+    for item in items or ():
+        url = item.get("url") if isinstance(item, dict) else None
+        if not isinstance(url, str) or not url:
+            raise SourceError("a $export manifest entry has no url", fix="check the server's bulk support")
+        out.append((str(item.get("type") or "data"), url))
+    return out
+
+
+def _poll(http: HttpPolicy, status_url: str, limits: FhirLimits) -> dict[str, Any]:
+    """Poll until the manifest: wait ``Retry-After`` (≥ 1 s) or ``bulk_poll_seconds``, within the max wait."""
+    max_wait = limits.bulk_max_wait_seconds
+    http.start_clock()
     while True:
         resp = http.request("GET", status_url, ok=(200, 202))
         if resp.status_code == 200:
@@ -121,36 +165,34 @@ def _poll(
             if not isinstance(manifest, dict):
                 raise SourceError("the $export manifest is not JSON", fix="check the server's bulk support")
             return manifest
-        delay = retry_after_seconds(resp.headers.get("Retry-After")) or 1.0
-        delay = min(max(delay, 0.05), 60.0)
-        log.info("$export in progress: %s", resp.headers.get("X-Progress", "?"))
-        waited += delay
-        if waited > max_wait:
-            raise SourceError(
-                f"$export not complete after {max_wait:.0f}s", fix="raise max_wait_seconds or retry"
+        hinted = retry_after_seconds(resp.headers.get("Retry-After"))
+        delay = max(hinted, POLL_FLOOR) if hinted is not None else limits.bulk_poll_seconds
+        log.info("$export in progress: %s", str(resp.headers.get("X-Progress", "?"))[:100])
+        waited = http.elapsed()
+        if waited + delay > max_wait:
+            raise LimitExceeded(
+                f"$export not complete after {waited:.0f} s, next poll in {delay:.0f} s would pass "
+                f"the limit of {max_wait:g} s (fhir_limits.bulk_max_wait_seconds)",
+                fix="raise fhir_limits.bulk_max_wait_seconds, or retry later",
             )
-        sleep(delay)
+        http.sleep(delay)
 
 
-def _download_all(http: HttpPolicy, items: list[Any], folder: Path) -> list[Path]:
+def _download_all(http: HttpPolicy, items: list[tuple[str, str]], folder: Path, token: bool) -> list[Path]:
     paths: list[Path] = []
-    for i, item in enumerate(items):
-        url = item.get("url") if isinstance(item, dict) else None
-        if not isinstance(url, str):
-            raise SourceError("a $export manifest entry has no url", fix="check the server's bulk support")
-        rtype = str(item.get("type") or "data")
+    for i, (rtype, url) in enumerate(items):
         path = folder / f"{i:03d}-{rtype}.ndjson"
         folder.mkdir(parents=True, exist_ok=True)
-        _download(http, url, path)
+        _download(http, url, path, token)
         paths.append(path)
     return paths
 
 
-def _download(http: HttpPolicy, url: str, path: Path) -> None:
+def _download(http: HttpPolicy, url: str, path: Path, token: bool) -> None:
     """Stream one file to disk; a broken transfer restarts the file (with the policy's backoff)."""
     for attempt in range(http.max_retries + 1):
         try:
-            with http.stream(url, headers={"Accept": NDJSON}) as resp:
+            with http.stream(url, headers={"Accept": NDJSON}, token=token) as resp:
                 if resp.status_code == 200:
                     with path.open("wb") as fh:
                         for chunk in resp.iter_bytes(1 << 16):
@@ -158,7 +200,7 @@ def _download(http: HttpPolicy, url: str, path: Path) -> None:
                     return
                 if resp.status_code not in (429, 500, 502, 503, 504):
                     raise SourceError(
-                        f"download of {url.split('?')[0]} answered {resp.status_code}",
+                        f"download of {where(url)} answered {resp.status_code}",
                         fix="check the export is not expired and the token is accepted",
                     )
                 hint = retry_after_seconds(resp.headers.get("Retry-After"))
@@ -166,9 +208,7 @@ def _download(http: HttpPolicy, url: str, path: Path) -> None:
             hint = None
         if attempt < http.max_retries:
             http.sleep(hint if hint is not None else min(30.0, 0.5 * 2**attempt))
-    raise SourceError(
-        f"download of {url.split('?')[0]} failed {http.max_retries + 1} times", fix="retry later"
-    )
+    raise SourceError(f"download of {where(url)} failed {http.max_retries + 1} times", fix="retry later")
 
 
 def read_bulk_export(dest: Path, matcher: CodeMatcher, sink: EventSink, *, validate: bool = False) -> None:
