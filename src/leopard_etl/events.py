@@ -242,6 +242,9 @@ class EventSink:
         self.run_day: dt.date | None = None
         #: the configured cutoff, when there is one (then no record is quarantined for its date)
         self.cutoff: dt.date | None = None
+        #: unmatched-code rows a reader counted itself (OMOP aggregates them in SQL), keys of
+        #: ``leopard_etl.cohort.derive.UNMATCHED_COLUMNS``
+        self.unmatched_codes: list[dict[str, object]] = []
 
     def in_future(self, start: dt.date) -> bool:
         """True when a record starting on ``start`` must be quarantined as dated in the future."""

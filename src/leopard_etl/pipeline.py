@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, QuarantineError, SourceError
-from .events import EVENT_COLUMNS, PATIENT_COLUMNS, QUARANTINE_COLUMNS, EventSink
+from .events import EVENT_COLUMNS, PATIENT_COLUMNS, QUARANTINE_COLUMNS, EventSink, ReadStats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -126,21 +127,12 @@ def _read(cfg: RunConfig, matcher: CodeMatcher, sink: EventSink, *, since: str |
         read_omop(url, matcher, sink, cdm_schema=cfg.cdm_schema, vocab_schema=cfg.vocab_schema)
         return "omop"
     from .sources.fhir import read_fhir
+    from .sources.fhir.auth import auth_from_config
 
+    auth = auth_from_config(cfg)
     for source in cfg.fhir:
-        read_fhir(source, matcher, sink, since=since, bulk=bulk, auth=_fhir_auth(cfg))
+        read_fhir(source, matcher, sink, since=since, bulk=bulk, auth=auth, limits=cfg.fhir_limits)
     return "fhir"
-
-
-def _fhir_auth(cfg: RunConfig) -> Any:
-    from .config import resolve_secret
-
-    token = resolve_secret(cfg.bearer_token_env, cfg.bearer_token_file)
-    if not token:
-        return None
-    from .sources.fhir.auth import BearerToken
-
-    return BearerToken(token)
 
 
 def frames(sink: EventSink) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -214,7 +206,14 @@ def run_spooled(
                 tables=REPORT_TABLES,
                 run_day=spool.run_day,
             )
-        summary = write_outputs(cfg, derivation, spool.quarantine_csv, source_system)
+        summary = write_outputs(
+            cfg,
+            derivation,
+            spool.quarantine_csv,
+            source_system,
+            stats=spool.stats,
+            unmatched_extra=spool.unmatched_codes,
+        )
     summary["events"] = spool.n_events
     stats = spool.stats.as_dict()
     summary.update({f"source_{k}": v for k, v in stats.items() if k != "out_of_scope_reasons"})
@@ -239,35 +238,102 @@ def derive_and_write(
     patients: pd.DataFrame,
     quarantine: pd.DataFrame,
     source_system: str,
+    stats: ReadStats | None = None,
 ) -> dict[str, Any]:
-    """Derive the cohort from events, then write the outputs."""
+    """Derive the cohort from events, then write the outputs (the in-memory path)."""
     from .cohort import derive
 
     with _progress("deriving cohort"):
         derivation = derive(events, patients, cfg.rules, matcher.mappings, source_system, dt.date.today())
-    summary = write_outputs(cfg, derivation, quarantine, source_system)
+    summary = write_outputs(cfg, derivation, quarantine, source_system, stats=stats)
     summary["events"] = len(events)
     return summary
 
 
-def write_outputs(
-    cfg: RunConfig, derivation: Derivation, quarantine: pd.DataFrame | Path, source_system: str
-) -> dict[str, Any]:
-    """Write patients.csv, results.json (+ shareable), report.html and quarantine.csv.
+#: the files a run writes into the output folder (replaced together: spec §5, issue 13)
+OUTPUT_FILES = (
+    "patients.csv",
+    "quarantine.csv",
+    "unmatched_codes.csv",
+    "warnings-patients.csv",
+    "results.json",
+    "results-shareable.json",
+    "report.html",
+)
 
-    ``quarantine`` is the frame of quarantined records, or a CSV file of them already in
-    the output format (a spooled run), which is copied.
+
+def write_outputs(
+    cfg: RunConfig,
+    derivation: Derivation,
+    quarantine: pd.DataFrame | Path,
+    source_system: str,
+    *,
+    stats: ReadStats | None = None,
+    unmatched_extra: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """Write every output file of a run into ``cfg.out``, all or nothing.
+
+    ``quarantine`` is the frame of quarantined records, or a CSV file of them already in the
+    output format (a spooled run), which is copied. ``stats`` are the read's record counts and
+    ``unmatched_extra`` unmatched-code rows a reader counted itself (OMOP aggregates in SQL).
+    The files are written into a scratch folder beside the target and moved into place only
+    when all of them are written, so a failed run leaves the previous outputs as they were; an
+    unwritable or full location is a configuration error (exit 2) naming the path.
     """
-    from .analysis.results import compute_results, write_results
-    from .report.html import render_report
+    import shutil
+    import tempfile
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
+    try:
+        summary = _write_all(cfg, derivation, quarantine, source_system, scratch, stats, unmatched_extra)
+        for name in OUTPUT_FILES:
+            os.replace(scratch / name, out / name)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary["out"] = str(out)
+    return summary
+
+
+def _unwritable(out: Path, exc: OSError) -> ConfigError:
+    where = exc.filename or out
+    return ConfigError(
+        f"cannot write the outputs to {out} ({where}: {exc.strerror or exc})",
+        fix="choose a writable output folder with free space (--out)",
+    )
+
+
+def _write_all(
+    cfg: RunConfig,
+    derivation: Derivation,
+    quarantine: pd.DataFrame | Path,
+    source_system: str,
+    folder: Path,
+    stats: ReadStats | None,
+    unmatched_extra: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    import shutil
+
+    import pandas as pd
+
+    from .analysis.results import compute_results, write_results
+    from .cohort.derive import UNMATCHED_COLUMNS
+    from .events import QUARANTINE_CSV_COLUMNS
+    from .report.html import render_report
+
     patients_csv = derivation.patients_csv
     tables = derivation.tables
+    facts = derivation.facts
+    death_unknown = list(facts.death_unknown_ids)
     if cfg.pseudonymise_key_env or cfg.pseudonymise_key_file:
         from .config import resolve_secret
-        from .privacy import check_key, pseudonymise
+        from .privacy import check_key, pseudonym, pseudonymise
 
         secret = resolve_secret(cfg.pseudonymise_key_env, cfg.pseudonymise_key_file)
         if not secret:
@@ -279,30 +345,55 @@ def write_outputs(
         pseudo = pseudonymise({"patients_csv": patients_csv, **tables}, key)
         patients_csv = pseudo.pop("patients_csv")
         tables = pseudo
-    patients_csv.to_csv(out / "patients.csv", index=False)
+        death_unknown = [pseudonym(pid, key) for pid in death_unknown]
+    patients_csv.to_csv(folder / "patients.csv", index=False)
     if isinstance(quarantine, Path):
-        import shutil
-
-        shutil.copyfile(quarantine, out / "quarantine.csv")
+        shutil.copyfile(quarantine, folder / "quarantine.csv")
         n_quarantined = _csv_rows(quarantine)
     else:
-        quarantine.to_csv(out / "quarantine.csv", index=False)
+        frame = quarantine.reindex(columns=list(QUARANTINE_CSV_COLUMNS)).fillna("")
+        frame.to_csv(folder / "quarantine.csv", index=False)
         n_quarantined = len(quarantine)
+    unmatched = facts.unmatched
+    if unmatched_extra:
+        from .cohort.derive import _sum_unmatched
+
+        extra = pd.DataFrame.from_records(list(unmatched_extra), columns=list(UNMATCHED_COLUMNS))
+        unmatched = _sum_unmatched([unmatched, extra])
+    unmatched.to_csv(folder / "unmatched_codes.csv", index=False, columns=list(UNMATCHED_COLUMNS))
+    read = stats.as_dict() if stats is not None else {}
+    run_facts = {
+        "source": {k: v for k, v in read.items() if k != "out_of_scope_reasons"},
+        "drug_match_routes": facts.drug_routes,
+        "platinum_unverified_n": facts.platinum_unverified_n,
+        "death_unknown_n": len(death_unknown),
+    }
     with _progress("survival analysis"):
-        results = compute_results(patients_csv, derivation.attrition)
-        shareable = compute_results(patients_csv, derivation.attrition, small_cell=cfg.small_cell_threshold)
+        results = compute_results(patients_csv, derivation.attrition, facts=run_facts)
+        shareable = compute_results(
+            patients_csv, derivation.attrition, small_cell=cfg.small_cell_threshold, facts=run_facts
+        )
+    # Site-only: the patients behind the warnings (results files give counts only, spec §5).
+    flagged = [(pid, "death with unknown date") for pid in death_unknown]
+    from .analysis.patients import cohort_frame
+
+    flagged += list(cohort_frame(patients_csv).attrs.get("warning_patients", []))
+    pd.DataFrame.from_records(flagged, columns=["patient_id", "warning"]).to_csv(
+        folder / "warnings-patients.csv", index=False
+    )
     # results.json is the spec §5 contract with exact figures (the site's own analysis);
     # results-shareable.json shows small cells as "<k" for passing outside the site.
-    write_results(results, out / "results.json")
-    write_results(shareable, out / "results-shareable.json")
+    write_results(results, folder / "results.json")
+    write_results(shareable, folder / "results-shareable.json")
     with _progress("rendering report"):
         render_report(
             results,
             patients_csv,
-            out / "report.html",
+            folder / "report.html",
             tables=tables,
             small_cell=cfg.small_cell_threshold,
             run_info={"source": source_system, "cutoff": derivation.cutoff.isoformat()},
+            unmatched=unmatched,
         )
     return {
         "screened": results.get("n_screened"),
@@ -310,7 +401,6 @@ def write_outputs(
         "recurrences": results.get("recurrence", {}).get("n"),
         "cutoff": derivation.cutoff.isoformat(),
         "quarantined": n_quarantined,
-        "out": str(out),
     }
 
 

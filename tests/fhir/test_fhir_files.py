@@ -96,7 +96,8 @@ def test_cohort_events_fields(matcher: CodeMatcher, tmp_path: Path) -> None:
         "month",
     )
     assert ev["fhir:Observation/p0-prog"].groups == "progression"
-    assert sink.stats.out_of_scope_reasons == {  # spec §1 v2: Encounters are read; undated ones count for nothing
+    # spec §1 v2: Encounters are read; undated ones count for nothing
+    assert sink.stats.out_of_scope_reasons == {
         "no code group and no date": 2,
         "Medication (resolves medicationReference)": 2,
     }

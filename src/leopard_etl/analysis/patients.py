@@ -97,12 +97,16 @@ def _months(frame: pd.DataFrame, column: str, required: pd.Series, notes: list[s
     negative = numbers < 0
     if negative.any():
         # Contradictory source data (a death before CRT): one patient must not stop the site's
-        # analysis, so the time is left out of the survival fits and the patients are named.
+        # analysis, so the time is left out of the survival fits. The warning gives a count only
+        # (results files may be shared, spec §5); the ids go to the site-only warnings-patients.csv.
+        reason = f"negative {column}"
         notes.append(
-            f"negative {column} for patient(s) {_ids(frame, negative)}: the death or last-alive date lies"
-            " before the start of the interval; left out of the survival analyses — check the death /"
-            " last-alive dates against crt_start and recurrence_date"
+            f"{reason} for {int(negative.sum())} patient(s): the death or last-alive date lies before the"
+            " start of the interval; left out of the survival analyses — check the death / last-alive"
+            " dates against crt_start and recurrence_date (ids in warnings-patients.csv)"
         )
+        flagged = frame.attrs.setdefault("warning_patients", [])
+        flagged.extend((str(pid), reason) for pid in frame.loc[negative, "patient_id"])
         numbers = numbers.mask(negative)
     return numbers
 
@@ -152,6 +156,7 @@ def cohort_frame(patients_csv: pd.DataFrame) -> pd.DataFrame:
             fix=_FIX,
         )
     out.attrs["warnings"] = notes
+    out.attrs["warning_patients"] = list(cohort.attrs.get("warning_patients", []))
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ __all__ = [
     "OS_GROUPS",
     "check_attrition",
     "compute_results",
+    "os_salvage_sample",
     "os_sample",
     "prs_groups",
     "prs_sample",
@@ -55,6 +56,10 @@ __all__ = [
 ATTRITION_STEPS: tuple[str, ...] = ("nsclc", "stage_iii", "crt", "durvalumab")
 #: OS is reported for these patterns (spec §4); ``unclassified`` recurrences are left out there.
 OS_GROUPS: tuple[str, ...] = ("oligo", "poly", "none")
+#: results.json ``source`` keys (record counts, ``read`` = the sum of the other three; spec §5 v2)
+SOURCE_KEYS: tuple[str, ...] = ("read", "in_scope", "quarantined", "out_of_scope")
+#: results.json ``drug_match_routes`` keys (leopard_etl.events.ROUTES)
+ROUTE_KEYS: tuple[str, ...] = ("code", "product", "ingredient", "name")
 
 
 def check_attrition(attrition: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -85,6 +90,18 @@ def os_sample(cohort: pd.DataFrame, group: str) -> SurvivalSample:
     """OS (months from crt_start, event = death) of the cohort patients with this pattern."""
     rows = cohort[(cohort["pattern"] == group) & cohort["os"].notna()]
     return SurvivalSample.of(group, rows["os"], rows["death"], list(rows["patient_id"]))
+
+
+def os_salvage_sample(cohort: pd.DataFrame, pattern: str, salvage: str) -> SurvivalSample:
+    """*(v2 §4)* OS (months from crt_start) of recurrent patients with this pattern and salvage: the
+    paper's salvage figures (RT alone 25, CRT 30 months) are OS, not PRS."""
+    rows = cohort[
+        cohort["recurrence"]
+        & (cohort["pattern"] == pattern)
+        & (cohort["salvage"] == salvage)
+        & cohort["os"].notna()
+    ]
+    return SurvivalSample.of(f"{pattern}_{salvage}", rows["os"], rows["death"], list(rows["patient_id"]))
 
 
 def prs_sample(cohort: pd.DataFrame, pattern: str, salvage: str) -> SurvivalSample:
@@ -153,12 +170,17 @@ def compute_results(
     attrition: Sequence[tuple[str, int]],
     *,
     small_cell: int | None = None,
+    facts: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """results.json content (spec §5 keys + ``warnings``) from the patients.csv frame.
 
+    ``facts`` holds what the input said beyond patients.csv (spec §5 v2): ``source`` (record
+    counts), ``drug_match_routes``, ``platinum_unverified_n`` and ``death_unknown_n``.
     Raises :class:`ConfigError` on malformed input (missing columns or an attrition list out of
-    spec order); negative times are left out of the fits with a warning naming the patients.
+    spec order); negative times are left out of the fits with a warning that counts the patients
+    (the ids go to the site-only warnings-patients.csv).
     """
+    facts = facts or {}
     k = check_small_cell(small_cell)
     steps = check_attrition(attrition)
     cohort = cohort_frame(patients_csv)
@@ -180,9 +202,21 @@ def compute_results(
     oligo, poly = os_sample(cohort, "oligo"), os_sample(cohort, "poly")
     lr = logrank(oligo, poly)
     hr = cox_hazard_ratio(reference=oligo, exposed=poly)
-    prs_est = [km_median(prs_sample(cohort, p, s), what="PRS median") for p, s in prs_groups(cohort)]
-    estimates: list[MedianEstimate | LogRank | HazardRatio] = [follow_up, *os_est.values(), lr, hr, *prs_est]
+    groups = prs_groups(cohort)
+    prs_est = [km_median(prs_sample(cohort, p, s), what="PRS median") for p, s in groups]
+    os_salvage = [km_median(os_salvage_sample(cohort, p, s), what="OS median") for p, s in groups]
+    estimates: list[MedianEstimate | LogRank | HazardRatio] = [
+        follow_up, *os_est.values(), lr, hr, *prs_est, *os_salvage
+    ]
     notes += [x.note for x in estimates if x.note]
+    unknown = int(facts.get("death_unknown_n", 0) or 0)
+    if unknown:
+        notes.append(
+            f"{unknown} patient(s) died with unknown date (deceasedBoolean / death row without date): the "
+            "death date is their latest activity date ≤ cutoff (spec §3.12; ids in warnings-patients.csv)"
+        )
+    source = facts.get("source") or {}
+    routes = facts.get("drug_match_routes") or {}
 
     return {
         "n_screened": count(n_screened, k),
@@ -202,7 +236,11 @@ def compute_results(
             },
         },
         "prs": {"median_months": {e.group: _months(e.median) for e in prs_est}},
+        "os_by_salvage": {"median_months": {e.group: _months(e.median) for e in os_salvage}},
         "warnings": notes,
+        "source": {key: int(source.get(key, 0) or 0) for key in SOURCE_KEYS},
+        "drug_match_routes": {key: int(routes.get(key, 0) or 0) for key in ROUTE_KEYS},
+        "platinum_unverified_n": count(int(facts.get("platinum_unverified_n", 0) or 0), k),
     }
 
 

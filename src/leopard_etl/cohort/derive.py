@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -22,9 +22,45 @@ from .attrition import PatientResult, attrition_counts, classify_patient
 from .patients_csv import CSV_COLUMNS, csv_row, report_sites
 from .timeline import Rec, iter_timelines, prepare, to_date
 
-__all__ = ["Derivation", "coded_stage_lookup", "derive", "merge_derivations", "table_rows"]
+__all__ = [
+    "UNMATCHED_COLUMNS",
+    "Derivation",
+    "RunFacts",
+    "coded_stage_lookup",
+    "derive",
+    "merge_derivations",
+    "table_rows",
+]
 
 SOURCE_SYSTEMS = ("fhir", "omop")
+#: unmatched_codes.csv columns (spec §5 v2)
+UNMATCHED_COLUMNS = ("record_type", "system", "code", "display", "n_records", "n_patients")
+
+
+@dataclass
+class RunFacts:
+    """*(spec v2 §5)* Counts of a derivation beside the tables: what results.json and the site-only
+    files report about the input (they add up over patient partitions)."""
+
+    #: drug events by match route (code, product, ingredient, name)
+    drug_routes: dict[str, int] = field(default_factory=dict)
+    #: cohort-path patients whose CRT rests on a chemotherapy procedure with no drug named
+    platinum_unverified_n: int = 0
+    #: screened patients who died with unknown date (site-only: ids)
+    death_unknown_ids: list[str] = field(default_factory=list)
+    #: codes of the screened patients' records in no code group (UNMATCHED_COLUMNS)
+    unmatched: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(UNMATCHED_COLUMNS)))
+
+    def merged(self, other: RunFacts) -> RunFacts:
+        routes = dict(self.drug_routes)
+        for k, v in other.drug_routes.items():
+            routes[k] = routes.get(k, 0) + v
+        return RunFacts(
+            routes,
+            self.platinum_unverified_n + other.platinum_unverified_n,
+            self.death_unknown_ids + other.death_unknown_ids,
+            _sum_unmatched([self.unmatched, other.unmatched]),
+        )
 
 
 @dataclass
@@ -33,6 +69,52 @@ class Derivation:
     patients_csv: pd.DataFrame
     attrition: list[tuple[str, int]]
     cutoff: dt.date
+    facts: RunFacts = field(default_factory=RunFacts)
+
+
+def _sum_unmatched(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Unmatched-code rows of disjoint patient sets added up (most frequent first)."""
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return pd.DataFrame(columns=list(UNMATCHED_COLUMNS))
+    keys = list(UNMATCHED_COLUMNS[:4])
+    total = pd.concat(parts, ignore_index=True).fillna({"display": ""})
+    out = total.groupby(keys, as_index=False, sort=False)[["n_records", "n_patients"]].sum()
+    order = ["n_records", "n_patients", *keys]
+    return out.sort_values(order, ascending=[False, False, *[True] * len(keys)], ignore_index=True)
+
+
+def unmatched_codes(events: pd.DataFrame, screened: Iterable[str]) -> pd.DataFrame:
+    """The codes of the screened patients' activity records (in no code group), counted.
+
+    ``record_type`` is the FHIR resource type / OMOP table named in the event's source reference.
+    """
+    wanted = set(screened)
+    mine = events[(events["groups"].fillna("") == "") & events["patient_id"].astype(str).isin(wanted)]
+    if mine.empty:
+        return pd.DataFrame(columns=list(UNMATCHED_COLUMNS))
+    frame = pd.DataFrame(
+        {
+            "record_type": mine["source"].astype(str).str.split(":", n=1).str[1].str.split("/", n=1).str[0],
+            "system": mine["system"].fillna("").astype(str),
+            "code": mine["code"].fillna("").astype(str),
+            "display": mine["value"].fillna("").astype(str),
+            "patient_id": mine["patient_id"].astype(str),
+        }
+    )
+    frame = frame[frame["code"] != ""]
+    keys = list(UNMATCHED_COLUMNS[:4])
+    out = frame.groupby(keys, as_index=False, sort=False).agg(
+        n_records=("patient_id", "size"), n_patients=("patient_id", "nunique")
+    )
+    return _sum_unmatched([out])
+
+
+def _route_counts(events: pd.DataFrame) -> dict[str, int]:
+    if "route" not in events.columns or events.empty:
+        return {}
+    counts = events["route"].dropna().astype(str).value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
 
 
 def coded_stage_lookup(mappings: Mappings) -> Callable[[Rec], str | None]:
@@ -208,6 +290,7 @@ def derive(
     rows: dict[str, list[dict[str, Any]]] = {t: [] for t in DERIVED_TABLES}
     csv: list[dict[str, str]] = []
     exclusions: list[str | None] = []
+    facts = RunFacts(drug_routes=_route_counts(events))
     for tl in iter_timelines(prep):
         res = classify_patient(tl, rules, prep.cutoff, lookup)
         if res is None:
@@ -216,6 +299,9 @@ def derive(
             rows[name].extend(table)
         csv.append(csv_row(res, mappings))
         exclusions.append(res.exclusion)
+        facts.platinum_unverified_n += bool(res.crt is not None and res.crt.platinum_unverified)
+        if res.outcome is not None and res.outcome.death_date_unknown:
+            facts.death_unknown_ids.append(tl.patient_id)
     attrition = attrition_counts(exclusions)
     rows["cohort_attrition"] = [{"step_no": i + 1, "step": s, "n": n} for i, (s, n) in enumerate(attrition)]
     tables = {
@@ -229,7 +315,8 @@ def derive(
         if csv
         else pd.DataFrame(columns=list(CSV_COLUMNS))
     )
-    return Derivation(tables, csv_frame, attrition, to_date(prep.cutoff))
+    facts.unmatched = unmatched_codes(events, csv_frame["patient_id"].astype(str))
+    return Derivation(tables, csv_frame, attrition, to_date(prep.cutoff), facts)
 
 
 def _attrition_table(attrition: list[tuple[str, int]]) -> pd.DataFrame:
@@ -280,4 +367,7 @@ def merge_derivations(parts: Sequence[Derivation], cutoff: dt.date) -> Derivatio
     tables["cohort_attrition"] = _attrition_table(attrition)
     tables = {n: tables[n] for n in DERIVED_TABLES if n in tables}
     csv = _concat_rows([p.patients_csv for p in parts]) if parts else pd.DataFrame(columns=list(CSV_COLUMNS))
-    return Derivation(tables, csv, attrition, cutoff)
+    facts = RunFacts()
+    for p in parts:
+        facts = facts.merged(p.facts)
+    return Derivation(tables, csv, attrition, cutoff, facts)

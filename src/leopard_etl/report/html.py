@@ -83,9 +83,37 @@ def _prs_sections(cohort: pd.DataFrame, k: int | None) -> list[dict[str, Any]]:
     return sections
 
 
+#: rows of the unmatched-codes table the report shows (the whole list is unmatched_codes.csv)
+UNMATCHED_SHOWN = 25
+
+
+def _input_section(
+    results: Mapping[str, Any], unmatched: pd.DataFrame | None, k: int | None
+) -> dict[str, Any]:
+    """*(spec v2 §5)* What the input held: record counts, drug match routes and the codes the mappings
+    miss — so a site sees at once what its data uses that the mappings do not know. Only codes
+    seen in at least ``k`` patients are shown (the report may leave the site)."""
+    source = results.get("source") or {}
+    routes = results.get("drug_match_routes") or {}
+    rows = []
+    if unmatched is not None and len(unmatched):
+        shown = unmatched[unmatched["n_patients"].astype(int) >= (k or 0)].head(UNMATCHED_SHOWN)
+        rows = [
+            [r.record_type, r.system, r.code, r.display, int(str(r.n_records)), int(str(r.n_patients))]
+            for r in shown.itertuples(index=False)
+        ]
+    return {
+        "source": [[key, source.get(key, 0)] for key in ("read", "in_scope", "quarantined", "out_of_scope")],
+        "routes": [[key, routes.get(key, 0)] for key in ("code", "product", "ingredient", "name")],
+        "platinum_unverified": results.get("platinum_unverified_n", 0),
+        "unmatched": rows,
+        "unmatched_total": 0 if unmatched is None else len(unmatched),
+    }
+
+
 def _context(results: Mapping[str, Any], patients_csv: pd.DataFrame,
              tables: Mapping[str, pd.DataFrame] | None, k: int | None, title: str,
-             run_info: Mapping[str, str] | None) -> dict[str, Any]:
+             run_info: Mapping[str, str] | None, unmatched: pd.DataFrame | None = None) -> dict[str, Any]:
     try:
         attrition = results["attrition"]
         os_res = results["os"]
@@ -115,6 +143,8 @@ def _context(results: Mapping[str, Any], patients_csv: pd.DataFrame,
             ["Cox hazard ratio, poly vs oligo (95% CI)", _hr(os_res.get("hr_poly_vs_oligo") or {})],
         ],
         "prs": _prs_sections(cohort, k),
+        "input": _input_section(results, unmatched, k),
+        "empty": len(patients_csv) == 0 or not in_cohort.any(),
         "warnings": list(results.get("warnings") or []) + baseline.notes,
         "run_info": sorted((str(a), str(b)) for a, b in (run_info or {}).items()),
     }
@@ -129,6 +159,7 @@ def render_report(
     small_cell: int = 5,
     title: str = "LEOPARD cohort report",
     run_info: Mapping[str, str] | None = None,
+    unmatched: pd.DataFrame | None = None,
 ) -> Path:
     """Write the offline HTML report to ``out_path`` (atomically) and return the path.
 
@@ -138,7 +169,7 @@ def render_report(
     """
     k = check_small_cell(small_cell)
     html = _ENV.get_template("report.html.j2").render(
-        **_context(results, patients_csv, tables, k, title, run_info)
+        **_context(results, patients_csv, tables, k, title, run_info, unmatched)
     )
     tmp = out_path.with_name(out_path.name + ".tmp")
     try:

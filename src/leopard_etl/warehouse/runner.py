@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 from leopard_etl.config import RunConfig, resolve_secret
 from leopard_etl.errors import ConfigError
 from leopard_etl.events import EventSink
+from leopard_etl.privacy import redact_source
 from leopard_etl.warehouse.bulk import to_arrow
 from leopard_etl.warehouse.derived import check_frames
 from leopard_etl.warehouse.schema import DERIVED_TABLES, METADATA
@@ -154,13 +155,20 @@ def run_with_warehouse(
                 {name: _stored_batches(derived / name) for name in DERIVED_TABLES},
                 patient_ids=changed if only_changed else None,
             )
-            summary = pipeline.write_outputs(cfg, derivation, spool.quarantine_csv, source_system)
+            summary = pipeline.write_outputs(
+                cfg,
+                derivation,
+                spool.quarantine_csv,
+                source_system,
+                stats=spool.stats,
+                unmatched_extra=spool.unmatched_codes,
+            )
             step("outputs")
         except BaseException as err:
             with contextlib.suppress(Exception):
                 spool.close()
             counts = {**spool.stats.as_dict(), "events": spool.n_events}
-            wh.end_run(run_id, "failed", counts, error=f"{type(err).__name__}: {err}")
+            wh.end_run(run_id, "failed", counts, error=redact_source(f"{type(err).__name__}: {err}"))
             raise
         counts = {**spool.stats.as_dict(), "events": spool.n_events}
         wh.end_run(run_id, "ok", counts, watermark=spool.watermark, n_patients_changed=len(changed))

@@ -240,7 +240,7 @@ source_event = Table(
     Column("ingredient", Text),
     Column("fractions", Integer),
     Column("dose_cgy", Double),
-    Column("route", String(16), comment="version 3: how a drug coding matched (code|product|ingredient|name)"),
+    Column("route", String(16), comment="version 3: drug match route (code|product|ingredient|name)"),
     Column("content_hash", _HASH, nullable=False, comment="sha256 of the event's canonical text"),
     Column("run_id", String(64), nullable=False, comment="run that last wrote the row"),
     comment="Event store (leopard_etl.events.Event), one row per source record",

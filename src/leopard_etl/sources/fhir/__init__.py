@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import ConfigError
 from ...events import EventSink
@@ -19,6 +20,9 @@ from .bulk import bulk_export, read_bulk_export
 from .files import read_fhir_files
 from .parse import FhirRecordReader
 from .rest import FhirRestClient
+
+if TYPE_CHECKING:
+    from ...config import FhirLimits
 
 __all__ = [
     "Auth",
@@ -44,16 +48,20 @@ def read_fhir(
     validate: bool = False,
     verify: bool = True,
     dest: Path | None = None,
+    limits: FhirLimits | None = None,
 ) -> None:
-    """Read one FHIR source into ``sink``; a server read sets ``sink.watermark`` (server time)."""
+    """Read one FHIR source into ``sink``; a server read sets ``sink.watermark`` (server time).
+
+    ``limits`` bound a server read (pages, wall time, Bulk wait; config ``fhir_limits``).
+    """
     if source.startswith(("http://", "https://")):
         if bulk:
             with tempfile.TemporaryDirectory(prefix="leopard-export-") as tmp:
                 folder = dest or Path(tmp)
-                bulk_export(source, folder, since=since, auth=auth, verify=verify)
+                bulk_export(source, folder, since=since, auth=auth, verify=verify, limits=limits)
                 read_bulk_export(folder, matcher, sink, validate=validate)
             return
-        with FhirRestClient(source, auth=auth, verify=verify, validate=validate) as client:
+        with FhirRestClient(source, auth=auth, verify=verify, validate=validate, limits=limits) as client:
             client.read(matcher, sink, since=since)
         return
     if since or bulk:
