@@ -392,7 +392,8 @@ def _write_all(
             folder / "report.html",
             tables=tables,
             small_cell=cfg.small_cell_threshold,
-            run_info={"source": source_system, "cutoff": derivation.cutoff.isoformat()},
+            # the default cutoff is one patient's date: the shareable report shows its month only
+            run_info={"source": source_system, "cutoff (month)": derivation.cutoff.isoformat()[:7]},
             unmatched=unmatched,
         )
     return {
