@@ -62,3 +62,18 @@ def test_a_failed_write_leaves_the_previous_outputs(
     assert "No space left on device" in str(err.value) and str(out) in str(err.value)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing new, nothing stray
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.writing-")]
+
+
+def test_unwritable_warehouse_location_is_exit_2(data: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = subprocess.run(
+        [sys.executable, "-m", "leopard_etl.cli", "run", "--fhir", str(data), "--out", str(tmp_path / "o"),
+         "--warehouse", f"duckdb:///{blocker}/wh.duckdb"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert str(blocker) in proc.stderr and "Traceback" not in proc.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, text
 
-from leopard_etl.errors import LockHeldError
+from leopard_etl.errors import ConfigError, LockHeldError
 
 __all__ = ["advisory_key", "file_lock", "postgres_lock"]
 
@@ -29,8 +29,14 @@ _FIX = "wait for the other leopard-etl run to finish (a killed run releases the 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive non-blocking ``flock`` on ``path`` (created if absent; never deleted, to avoid races)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:  # a read-only or full location: the site's setting, not a bug
+        raise ConfigError(
+            f"cannot create the warehouse lock file {path}: {err.strerror or err}",
+            fix="put the DuckDB warehouse in a writable folder with free space",
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

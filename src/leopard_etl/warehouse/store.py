@@ -65,6 +65,13 @@ def _noop(_point: str) -> None:
     return None
 
 
+def _unwritable(path: Path, err: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot create the warehouse folder for {path} ({err.filename or path}: {err.strerror or err})",
+        fix="choose a writable folder for the DuckDB warehouse",
+    )
+
+
 def _parse_url(url: str) -> URL:
     try:
         parsed = make_url(url)
@@ -110,7 +117,10 @@ class Warehouse:
         if self.dialect == "duckdb":
             db = parsed.database or ":memory:"
             if db != ":memory:":
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(db).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise _unwritable(Path(db), err) from None
                 self._lock_path = Path(db + ".lock")
             # DuckDB's default limit (80% of RAM) lets a large upsert grow the process; within a
             # limit a database file spills to ``<database>.tmp`` and the run's memory stays flat.
@@ -141,6 +151,11 @@ class Warehouse:
                 raise LockHeldError(
                     f"warehouse database {self.url.database} is open in another process",
                     fix="wait for the other leopard-etl run to finish",
+                ) from None
+            if self.dialect == "duckdb" and first.startswith("IO Error"):  # a local file we cannot write
+                raise ConfigError(
+                    f"cannot open the warehouse file {self.url.database}: {first}",
+                    fix="choose a writable folder with free space for the DuckDB warehouse",
                 ) from None
             raise SourceError(
                 f"warehouse unreachable ({redact_source(str(self.url))}): {first}",
