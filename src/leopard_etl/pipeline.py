@@ -457,8 +457,10 @@ def warehouse_status(url: str | None, config: Path | None, limit: int) -> list[s
     db = target.database if target.get_backend_name() == "duckdb" else None
     if db and db != ":memory:" and not Path(db).is_file():  # status only looks: it creates nothing
         raise SourceError(f"warehouse {db} does not exist", fix="check --warehouse, or run a load first")
-    try:
-        runs = Warehouse(cfg.warehouse, cfg.warehouse_schema).runs(limit)
+    from .warehouse.runner import warehouse_url
+
+    try:  # with the password from warehouse_password_env, as a run connects
+        runs = Warehouse(warehouse_url(cfg), cfg.warehouse_schema).runs(limit)
     except sa.exc.SQLAlchemyError as exc:
         if "etl_run" in str(exc):
             return ["no runs yet (the warehouse has no leopard-etl tables)"]
