@@ -16,7 +16,7 @@ import pandas as pd
 from leopard_etl.config import Rules
 from leopard_etl.errors import ConfigError
 from leopard_etl.mappings import CodeMatcher, Mappings
-from leopard_etl.warehouse.schema import DERIVED_TABLES, METADATA
+from leopard_etl.tables import DERIVED_TABLES, METADATA
 
 from .attrition import PatientResult, attrition_counts, classify_patient
 from .patients_csv import CSV_COLUMNS, csv_row, report_sites

@@ -1,4 +1,5 @@
-"""The canonical LEOPARD schema, defined once (SQLAlchemy Core) and rendered per dialect.
+"""The warehouse schema: the canonical derived tables (:mod:`leopard_etl.tables`) plus the run
+log and the event store, defined once (SQLAlchemy Core) and rendered per dialect.
 
 ``sql/ddl/<dialect>/leopard.sql`` is generated from :data:`METADATA` by
 ``python -m leopard_etl.warehouse.schema`` and a test fails when the committed
@@ -30,7 +31,6 @@ from sqlalchemy import (
     Double,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -38,151 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from leopard_etl.tables import DERIVED_TABLES, METADATA, SCHEMA_VERSION
+
 __all__ = ["DERIVED_TABLES", "EVENT_STORE_TABLES", "METADATA", "SCHEMA_VERSION", "render_ddl"]
-
-#: Bump when a table or column changes; the warehouse migrates from the previous one
-#: (``leopard_etl.warehouse.migrate``). 1: first release; 2: event store + etl_run counts;
-#: 3: spec v2 (drug match route, death with unknown date, platinum_unverified, quarantine record_id).
-SCHEMA_VERSION = 3
-
-METADATA = MetaData()
-
-
-def _prov() -> list[Column[str]]:
-    return [
-        Column("source_system", String(16), nullable=False, comment="fhir | omop"),
-        Column("source_ids", Text, nullable=False, comment="';'-joined source record references"),
-    ]
-
-
-patient = Table(
-    "patient",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("birth_date", Date),
-    Column("sex", String(16)),
-    Column("in_cohort", Boolean, nullable=False),
-    Column("exclusion_reason", String(32), comment="nsclc | not_stage_iii | no_crt | no_durvalumab"),
-    *_prov(),
-    comment="One row per screened patient (has an NSCLC record)",
-)
-
-diagnosis = Table(
-    "diagnosis",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("diagnosis_date", Date, nullable=False),
-    Column("date_precision", String(8), nullable=False),
-    Column("histology_code", String(64), comment="system|code of the earliest NSCLC record"),
-    Column("laterality", String(16)),
-    Column("stage", String(16)),
-    Column("stage_date", Date),
-    Column("stage_iii", Boolean, nullable=False),
-    *_prov(),
-)
-
-rt_course = Table(
-    "rt_course",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("start_date", Date, nullable=False),
-    Column("end_date", Date, nullable=False),
-    Column("n_records", Integer, nullable=False),
-    Column("field_sites", Text, comment="';'-joined site categories of the records' body sites"),
-    *_prov(),
-)
-
-crt_course = Table(
-    "crt_course",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("crt_type", String(16), nullable=False, comment="concurrent | sequential"),
-    Column("crt_start", Date, nullable=False),
-    Column("crt_end", Date, nullable=False),
-    Column("first_platinum_date", Date),
-    Column("protocol_deviation", String(64), comment="sequential CRT was not PACIFIC-eligible"),
-    # version 3
-    Column(
-        "platinum_unverified",
-        Boolean,
-        comment="spec v2 §2.1: the platinum date is a chemotherapy procedure with no drug named",
-    ),
-    *_prov(),
-)
-
-durvalumab_course = Table(
-    "durvalumab_course",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("first_dose", Date, nullable=False),
-    Column("last_dose", Date, nullable=False),
-    Column("n_doses", Integer, nullable=False),
-    Column("days_from_crt_end", Integer, nullable=False),
-    *_prov(),
-)
-
-recurrence = Table(
-    "recurrence",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("recurrence_date", Date, nullable=False),
-    Column("pattern", String(16), nullable=False, comment="oligo | poly | unclassified"),
-    Column("n_lesions", Integer, nullable=False),
-    Column("sites", Text),
-    Column("field", String(16), nullable=False, comment="in_field | out_of_field | both | unknown | none"),
-    *_prov(),
-)
-
-lesion = Table(
-    "lesion",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("lesion_key", String(256), primary_key=True, comment="site|laterality|lesion id"),
-    Column("site", String(32), nullable=False),
-    Column("laterality", String(16)),
-    Column("first_date", Date, nullable=False),
-    Column("n_records", Integer, nullable=False),
-    Column("field_relation", String(16), nullable=False, comment="in | out | unknown"),
-    *_prov(),
-)
-
-salvage_therapy = Table(
-    "salvage_therapy",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("category", String(16), nullable=False,
-           comment="crt | rt | chemo | immunotherapy | targeted | surgery | other | none"),
-    Column("start_date", Date),
-    Column("components", Text, comment="';'-joined therapy groups seen in the window"),
-    *_prov(),
-)
-
-outcome = Table(
-    "outcome",
-    METADATA,
-    Column("patient_id", String(128), primary_key=True),
-    Column("death", Boolean, nullable=False),
-    Column("death_date", Date),
-    Column("last_alive_date", Date),
-    Column("os_months", Double),
-    Column("prs_months", Double),
-    Column("cutoff", Date, nullable=False),
-    # version 3
-    Column(
-        "death_date_unknown",
-        Boolean,
-        comment="spec v2 §3.12: death known without date; death_date = latest activity date",
-    ),
-    *_prov(),
-)
-
-cohort_attrition = Table(
-    "cohort_attrition",
-    METADATA,
-    Column("step_no", Integer, primary_key=True, autoincrement=False),
-    Column("step", String(32), nullable=False),
-    Column("n", Integer, nullable=False),
-)
 
 quarantine = Table(
     "quarantine",
@@ -276,19 +134,6 @@ derive_pending = Table(
     comment="Patients whose stored events changed but whose derived rows are not yet replaced",
 )
 
-#: Tables re-derived by each run (keyed by patient_id), in dependency-free load order.
-DERIVED_TABLES: tuple[str, ...] = (
-    "patient",
-    "diagnosis",
-    "rt_course",
-    "crt_course",
-    "durvalumab_course",
-    "recurrence",
-    "lesion",
-    "salvage_therapy",
-    "outcome",
-    "cohort_attrition",
-)
 
 #: The event store (normalised source records), keyed by ``source`` / ``patient_id``.
 EVENT_STORE_TABLES: tuple[str, ...] = ("source_event", "source_patient", "derive_pending")
