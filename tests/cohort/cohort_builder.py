@@ -203,3 +203,10 @@ def random_timelines(n: int, seed: int) -> tuple[list[Event], list[PatientRecord
         death = dx + rnd.randint(100, 2000) if rnd.random() < 0.5 else None
         patients.append(PatientRecord(pid, None, None, day(death) if death is not None else None, f"p/{pid}"))
     return events, patients
+
+
+def derive_with_run_day(events: list[Event], mappings: Mappings, run_day: dt.date) -> Derivation:
+    """:func:`run` with the day of the run bounding the default cutoff (spec §3.12 v2)."""
+    frame = pd.DataFrame.from_records(events, columns=list(EVENT_COLUMNS))
+    pats = pd.DataFrame.from_records([], columns=list(PATIENT_COLUMNS))
+    return derive(frame, pats, Rules(), mappings, "fhir", run_day)
