@@ -10,9 +10,15 @@ Python reader's own helpers, and the answers are spread over the rows with Arrow
 ``take``: no Python per row. An :class:`~leopard_etl.spool.EventSpool` receives
 the events as Arrow tables; another sink gets :class:`Event` tuples.
 
+*(spec v2)* Activity records (dated records in no code group, of every read type,
+Encounter and the other activity-only types included) are decided here too, per
+distinct signature / day / subject like the grouped lines: they are most of a
+hospital export.
+
 The contract is the Python reader's: same events, PatientRecords, quarantine rows
-and ReadStats. Patient, Medication and Bundle lines, and every line whose outcome
-is a quarantine or a wait (for a Medication not read yet), are fed to one shared
+and ReadStats. Patient, Medication and Bundle lines, undated records in a code group
+(their Encounter dates them), and every line whose outcome is a quarantine or a wait
+(for a Medication not read yet), are fed to one shared
 :class:`~.parse.FhirRecordReader`, which also holds the patients read so far:
 events of a patient it has not seen wait there, and :meth:`~.parse.FhirRecordReader.finish`
 quarantines what never resolves. Within a chunk those lines go first, then the
@@ -20,15 +26,21 @@ chunk's events, so arrival order (``seq``) can differ from the Python reader's
 inside a chunk; the derivation sorts and breaks ties on content, not arrival.
 Top-level Medication lines of a chunk are read before its other lines, so a
 reference to a Medication written later in the same chunk is decided here too.
+
+Memory does not grow with the input: lines waiting for a Medication and the
+Encounter starts (an undated record in a code group may name any Encounter of the
+input) are kept in a DuckDB database in a scratch folder, not in Python; the leaf
+caches are bounded; Bundle files are streamed entry by entry (:mod:`.bundle_stream`).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import duckdb
 import numpy as np
@@ -39,25 +51,27 @@ import pyarrow.compute as pc
 from ...errors import SourceError
 from ...events import EVENT_COLUMNS, Event, EventSink
 from ...mappings import CodeMatcher
-from .columnar_codes import NO_GROUP, UNDECIDED, WAIT, LeafJudge, lesion_id
-from .columnar_rows import as_events, chunks, encode, events_of, line_starts, object_array
-from .columnar_sql import CHUNK_SQL
+from .columnar_codes import UNDECIDED, WAIT, LeafJudge, lesion_id
+from .columnar_rows import as_events, chunks, encode, events_of, line_starts, object_array, type_groups
+from .columnar_sql import ID_SQL, TYPE_SQL, TYPED, type_sql
 from .files import expand_paths, feed_bundle, feed_file, is_export_log, skip_export_log
-from .parse import EVENT_KIND, FhirRecordReader, medication_codes
+from .parse import ACTIVITY_ONLY, EVENT_KIND, FhirRecordReader, _file_of, medication_codes
 
-__all__ = ["CHUNK_BYTES", "NDJSON_SUFFIXES", "read_ndjson_columnar"]
+__all__ = ["CHUNK_BYTES", "DUCKDB_MEMORY", "NDJSON_SUFFIXES", "read_ndjson_columnar"]
 
 log = logging.getLogger(__name__)
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 #: bytes of (decompressed) input per DuckDB pass; bounds memory, keeps Arrow int32 offsets valid
-CHUNK_BYTES = 64 << 20
+CHUNK_BYTES = 32 << 20
+#: memory the reader's DuckDB connection may use before it spills to its scratch folder
+DUCKDB_MEMORY = "256MB"
 _MED_LINE = b'{"resourceType":"Medication",'
 
 #: line outcomes: Python reader, out of scope, event, later (its Medication is not read yet)
-_PY, _SKIP, _EVENT, _LATER = 0, 1, 2, 4
-_KIND = {"py": _PY, "skip": _SKIP, "read": _EVENT}
-_EVENT_KIND = dict(EVENT_KIND)
+_PY, _SKIP, _EVENT, _LATER, _OUTCOME = 0, 1, 2, 4, 5
+_KIND = {"py": _PY, "skip": _SKIP, "read": _EVENT, "outcome": _OUTCOME}
+_ALL_KINDS = {**EVENT_KIND, **ACTIVITY_ONLY}
 _EMPTY = (None, None, None, None, None, None, None, None, False, None)
 _TYPES = {name: pa.string() for name in EVENT_COLUMNS} | {
     "start": pa.date32(),
@@ -83,7 +97,10 @@ def read_ndjson_columnar(
     """
     reader = FhirRecordReader(matcher, sink, track_touched=False)
     given = {Path(p) for p in paths}
-    with _Columnar(reader, chunk_bytes=chunk_bytes, threads=threads) as columnar:
+    with (
+        tempfile.TemporaryDirectory(prefix="leopard-read-") as scratch,
+        _Columnar(reader, Path(scratch), chunk_bytes=chunk_bytes, threads=threads) as columnar,
+    ):
         for path in expand_paths(paths):
             if is_export_log(path):
                 skip_export_log(reader, path)
@@ -92,27 +109,43 @@ def read_ndjson_columnar(
             else:
                 columnar.feed_file(path)
         columnar.read_later()
+        columnar.resolve_encounters()
     reader.finish()
 
 
 class _Columnar:
-    """One DuckDB connection and the leaf caches, shared by every file of a read."""
+    """One DuckDB connection (on disk, in ``scratch``) and the leaf caches, shared by every file of a read."""
 
-    def __init__(self, reader: FhirRecordReader, *, chunk_bytes: int, threads: int) -> None:
+    def __init__(self, reader: FhirRecordReader, scratch: Path, *, chunk_bytes: int, threads: int) -> None:
         self.reader = reader
         self.sink = reader.sink
         self.chunk_bytes = chunk_bytes
+        self.scratch = scratch
         self.judge = LeafJudge(reader)
-        self.con = duckdb.connect()
+        self.con = duckdb.connect(str(scratch / "read.duckdb"))
         self.con.execute(f"SET threads = {max(1, int(threads))}")
+        self.con.execute(f"SET memory_limit = '{DUCKDB_MEMORY}'")
+        self.con.execute(f"SET temp_directory = '{_sql_path(scratch / 'tmp')}'")
+        self.con.execute("SET preserve_insertion_order = true")
+        #: Encounter id → its raw ``period.start`` (JSON text) in arrival order: undated records in a
+        #: code group take their Encounter's start, and may come before or after it
+        self.con.execute("CREATE TABLE encounter_start (id VARCHAR, start VARCHAR, seq BIGINT)")
+        self._encounters = self._mark = 0
         self.arrow_sink = getattr(self.sink, "event_table", None)
-        #: lines naming a Medication not read yet, with their locations (read again at the end)
-        self.later: list[tuple[bytes, str]] | None = []
+        #: lines naming a Medication not read yet (read again at the end), with their locations
+        self._later: tuple[IO[bytes], IO[bytes]] | None = (
+            (scratch / "later.ndjson").open("wb"),
+            (scratch / "later.locations").open("wb"),
+        )
+        self._n_later = 0
 
     def __enter__(self) -> _Columnar:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._later is not None:
+            for fh in self._later:
+                fh.close()
         self.con.close()
 
     # --- files and chunks -----------------------------------------------------
@@ -121,6 +154,7 @@ class _Columnar:
         try:
             for data in chunks(path, self.chunk_bytes):
                 first = self._chunk(data, where, first)
+                self.resolve_encounters()
         except (OSError, EOFError, zlib.error) as exc:
             raise SourceError(
                 f"cannot read {path}: {type(exc).__name__}: {exc}",
@@ -136,10 +170,44 @@ class _Columnar:
 
     def read_later(self) -> None:
         """Read the lines that named a Medication not read then; still unknown now, they go to the reader."""
-        later, self.later = self.later or [], None
-        if later:
-            data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line, _loc in later)
-            self._lines(data, line_starts(data), lambda i: later[i][1])
+        if self._later is None:
+            return
+        for fh in self._later:
+            fh.close()
+        self._later = None
+        if not self._n_later:
+            return
+        with (self.scratch / "later.locations").open("rb") as locations:
+            for data in chunks(self.scratch / "later.ndjson", self.chunk_bytes):
+                starts = line_starts(data)
+                where = [locations.readline().rstrip(b"\n").decode("utf-8") for _ in range(len(starts) - 1)]
+                self._lines(data, starts, where.__getitem__)
+
+    def resolve_encounters(self) -> None:
+        """Give the reader the start of the Encounters that records wait for, as it would have read them.
+
+        The Python reader dates a waiting record with the first version of its Encounter read after
+        it, or, when the Encounter came before, with the last version read before; ``mark`` is how
+        many Encounters were kept at the previous call (once per chunk).
+        """
+        mark, self._mark = self._mark, self._encounters
+        if not self._encounters:
+            return
+        missing = self.reader.missing_encounters()
+        if not missing:
+            return
+        self.con.register("_missing", pa.table({"id": pa.array(missing, pa.string())}))
+        try:
+            rows = self.con.execute(
+                "SELECT e.id, coalesce(arg_min(e.start, e.seq) FILTER (e.seq >= $mark), "
+                "arg_max(e.start, e.seq)) FROM encounter_start e "
+                "JOIN _missing m ON m.id = e.id GROUP BY e.id ORDER BY e.id",
+                {"mark": mark},
+            ).fetchall()
+        finally:
+            self.con.unregister("_missing")
+        for rid, start in rows:
+            self.reader.encounter_read(rid, {"period": {"start": orjson.loads(start)}})
 
     def _lines(self, data: bytes, starts: Any, locate: _Locate) -> None:
         n = len(starts) - 1
@@ -154,12 +222,27 @@ class _Columnar:
         if done is None:  # a Medication id redefined differently: only the line order decides, keep it
             self._python_lines(data, starts, locate, range(n))
             return
+        groups = type_groups(data, starts)
+        rest = groups.pop("", None)
+        if rest is not None:  # no usual prefix: DuckDB says which type
+            idx, values = encode(self._query(TYPE_SQL, lines.take(pa.array(rest))).column("rt"))
+            names = [self.judge.resource_type(v) for v in values] + [("py", "")]
+            for j, (_kind, name) in enumerate(names):
+                found = rest[idx == j]
+                if len(found):
+                    key = name if name in TYPED else ""
+                    groups[key] = np.sort(np.concatenate([groups[key], found])) if key in groups else found
+        for rtype, rows in groups.items():
+            sub = lines if len(rows) == n else lines.take(pa.array(rows))
+            table = self._query(type_sql(rtype) if rtype in TYPED else ID_SQL, sub)
+            self._decide(table, _Rows(data, starts, rows, locate, done), rtype in TYPED)
+
+    def _query(self, sql: str, lines: pa.Array) -> pa.Table:
         self.con.register("src", pa.table({"line": lines}))
         try:
-            table = self.con.sql(CHUNK_SQL).to_arrow_table()
+            return self.con.sql(sql).to_arrow_table()
         finally:
             self.con.unregister("src")
-        self._decide(table, data, starts, locate, done)
 
     def _medications_first(self, data: bytes, starts: Any, locate: _Locate) -> set[int] | None:
         """Feed the chunk's top-level Medication lines (bulk-export form) first; their line indexes.
@@ -210,8 +293,12 @@ class _Columnar:
             self.reader.feed(res, location)
 
     # --- decisions ------------------------------------------------------------
-    def _decide(self, t: pa.Table, data: bytes, starts: Any, locate: _Locate, done: set[int]) -> None:
-        """Per line: event, out of scope (with reason), Python reader, or later (Medication not read yet)."""
+    def _decide(self, t: pa.Table, lines: _Rows, typed: bool) -> None:
+        """Per line: event, out of scope (with reason), Python reader, or later (Medication not read yet).
+
+        The checks follow the Python reader's order (parse._feed / _clinical): id and type, status,
+        coded content, dates (an activity record without any is out of scope), subject, future date.
+        """
         judge, n = self.judge, t.num_rows
         outcome = np.full(n, _EVENT, dtype=np.int8)
         outcome[_bools(t, "odd")] = _PY  # blank lines too: the Python path skips them
@@ -221,12 +308,17 @@ class _Columnar:
         verdicts = [judge.resource_type(v) for v in rt_values] + [("py", "")]
         rt_kind = np.array([_KIND[v[0]] for v in verdicts], dtype=np.int8)[rt_idx]
         rt_name = np.array([v[1] for v in verdicts], dtype=object)
+        row_type = rt_name[rt_idx]
         live = outcome == _EVENT
         outcome[live & ((rt_kind == _PY) | ~t.column("rid").is_valid().to_numpy(zero_copy_only=False))] = _PY
         skip = (outcome == _EVENT) & (rt_kind == _SKIP)
-        outcome[skip], reason[skip] = _SKIP, rt_name[rt_idx[skip]]
+        outcome[skip], reason[skip] = _SKIP, row_type[skip]
+        for i in np.flatnonzero((outcome == _EVENT) & (rt_kind == _OUTCOME)).tolist():
+            outcome[i], reason[i] = _SKIP, f"OperationOutcome in {_file_of(lines.locate(i))}"
+        if not typed:  # only type and id were read: the reader decides the rest
+            outcome[outcome == _EVENT] = _PY
 
-        # status (spec §1 "Excluded"), per distinct (type, raw status)
+        # status (spec §1 "Excluded" and the v2 activity table), per distinct (type, raw status)
         st_idx, st_values = encode(t.column("status"))
         keys = rt_idx * (len(st_values) + 1) + st_idx
         live = outcome == _EVENT
@@ -241,6 +333,7 @@ class _Columnar:
         rows = np.flatnonzero(live)
         outcome[rows] = st_verdict[inverse]
         reason[rows] = st_reason[inverse]
+        self._keep_encounter_starts(t, (row_type == "Encounter") & (outcome != _PY))
 
         # coded content, per signature (judged on the first line carrying it)
         live = outcome == _EVENT
@@ -251,32 +344,41 @@ class _Columnar:
         coded: list[Any] = []
         for sig, r in zip(uniq.tolist(), first_row.tolist(), strict=True):
             i = rows[r]
-            coded.append(judge.coded(sig, data[starts[i] : starts[i + 1]]))
+            coded.append(judge.coded(sig, lines.line(i)))
         kinds = np.array([_coded_kind(c) for c in coded] or [_EVENT], dtype=np.int8)
         outcome[rows] = kinds[sig_of] if len(rows) else outcome[rows]
-        reason[rows[kinds[sig_of] == _SKIP]] = "no code group"
         plain = [c if isinstance(c, tuple) else _EMPTY for c in coded] + [_EMPTY]
         row_sig = np.full(n, len(plain) - 1, dtype=np.int64)
         row_sig[rows] = sig_of
+        grouped = np.array([bool(c[0]) for c in plain], dtype=bool)[row_sig]
 
-        # subject, dates, dose extension
-        subj_idx, subj_values = encode(t.column("subject"))
-        pids = [judge.subject(v) for v in subj_values] + [None]
-        subj_ok = np.array([p is not None for p in pids], dtype=bool)[subj_idx]
-        outcome[(outcome == _EVENT) & ~subj_ok] = _PY
+        # dates: an activity record without any is out of scope; a bad one is the reader's
         start_idx, start_vals = self._dates(t.column("date_raw"))
         end_idx, end_vals = self._dates(t.column("end_raw"))
         start_ord = np.array([d.toordinal() if d else -1 for d, _p in start_vals], dtype=np.int64)[start_idx]
         end_ord = np.array([d.toordinal() if d else -1 for d, _p in end_vals], dtype=np.int64)[end_idx]
+        has_start = t.column("date_raw").is_valid().to_numpy(zero_copy_only=False)
         has_end = t.column("end_raw").is_valid().to_numpy(zero_copy_only=False)
-        bad = (start_ord < 0) | (has_end & ((end_ord < 0) | (end_ord < start_ord)))
-        if self.sink.cutoff is None and self.sink.run_day is not None:  # spec §3.12 v2: date in the future
-            bad |= start_ord > self.sink.run_day.toordinal()
+        undated = (outcome == _EVENT) & ~grouped & ~has_start
+        outcome[undated], reason[undated] = _SKIP, "no code group and no date"
+        bad = (start_ord < 0) | (has_end & (end_ord < 0))
         outcome[(outcome == _EVENT) & bad] = _PY
+        end_idx = np.where(end_ord < start_ord, len(end_vals) - 1, end_idx)  # ends on its start
+
+        # subject, then a date in the future (spec §3.12 v2)
+        subj_idx, subj_values = encode(t.column("subject"))
+        pids = [judge.subject(v) for v in subj_values] + [None]
+        subj_ok = np.array([p is not None for p in pids], dtype=bool)[subj_idx]
+        outcome[(outcome == _EVENT) & ~subj_ok] = _PY
+        if self.sink.cutoff is None and self.sink.run_day is not None:
+            outcome[(outcome == _EVENT) & (start_ord > self.sink.run_day.toordinal())] = _PY
+
+        # RT dose extension: read only on a Procedure in a code group
         ext_idx, ext_values = encode(t.column("ext"))
         doses = [judge.dose(v) for v in ext_values] + [judge.dose(None)]
+        ext_idx[~grouped] = len(ext_values)
         dose_ok = np.array([d is not None for d in doses], dtype=bool)[ext_idx]
-        outcome[(outcome == _EVENT) & (rt_name[rt_idx] == "Procedure") & ~dose_ok] = _PY
+        outcome[(outcome == _EVENT) & grouped & (row_type == "Procedure") & ~dose_ok] = _PY
 
         # lesion ids: only lesion rows look at identifier
         lesion_of_sig = np.array([c[8] for c in plain], dtype=bool)
@@ -289,13 +391,12 @@ class _Columnar:
 
         self._account(outcome, reason)
         for i in np.flatnonzero((outcome == _PY) | (outcome == _LATER)).tolist():
-            if i in done:
+            if lines.done(i):
                 continue
-            line = data[starts[i] : starts[i + 1]]
-            if outcome[i] == _LATER and self.later is not None:
-                self.later.append((line, locate(i)))
+            if outcome[i] == _LATER and self._later is not None:
+                self._hold(lines.line(i), lines.locate(i))
             else:
-                self._python_line(line, locate(i))
+                self._python_line(lines.line(i), lines.locate(i))
         ev = np.flatnonzero(outcome == _EVENT)
         if not len(ev):
             return
@@ -303,7 +404,7 @@ class _Columnar:
         rt_names = [v[1] for v in verdicts]
         spread = {  # column → (distinct values, row → value index)
             "patient_id": (pids, subj_idx),
-            "kind": ([_EVENT_KIND.get(v) for v in rt_names], rt_idx),
+            "kind": ([_ALL_KINDS.get(v) for v in rt_names], rt_idx),
             "groups": (sig_cols[0], row_sig),
             "system": (sig_cols[1], row_sig),
             "code": (sig_cols[2], row_sig),
@@ -335,7 +436,7 @@ class _Columnar:
             columns["lesion_id"] = pa.array(lesion[ev], type=pa.string())
             columns["source"] = source
             table = pa.table({name: columns[name] for name in EVENT_COLUMNS})
-            self._emit_table(table, ev.tolist(), locate)
+            self._emit_table(table, ev.tolist(), lines.locate)
         else:
             lists = {
                 name: object_array(values)[index[ev]].tolist() for name, (values, index) in spread.items()
@@ -343,7 +444,37 @@ class _Columnar:
             lists["lesion_id"] = lesion[ev].tolist()
             lists["source"] = source.to_pylist()
             events = as_events(zip(*(lists[name] for name in EVENT_COLUMNS), strict=True))
-            self._emit_events(events, ev.tolist(), locate)
+            self._emit_events(events, ev.tolist(), lines.locate)
+
+    def _keep_encounter_starts(self, t: pa.Table, mask: np.ndarray[Any, Any]) -> None:
+        """Keep the raw ``period.start`` of the Encounters decided here (the reader keeps its own)."""
+        if not mask.any():
+            return
+        idx = pa.array(np.flatnonzero(mask))
+        starts = pc.take(t.column("enc_start"), idx)
+        keep = pc.is_valid(starts)
+        batch = pa.table(
+            {
+                "id": pc.filter(pc.take(t.column("rid"), idx), keep),
+                "start": pc.filter(starts, keep).cast(pa.string()),
+            }
+        )
+        if not batch.num_rows:
+            return
+        seq = pa.array(np.arange(self._encounters, self._encounters + batch.num_rows, dtype=np.int64))
+        self._encounters += batch.num_rows
+        self.con.register("_enc", batch.append_column("seq", seq))
+        try:
+            self.con.execute("INSERT INTO encounter_start SELECT id, start, seq FROM _enc")
+        finally:
+            self.con.unregister("_enc")
+
+    def _hold(self, line: bytes, location: str) -> None:
+        assert self._later is not None
+        lines, locations = self._later
+        lines.write(line if line.endswith(b"\n") else line + b"\n")
+        locations.write(location.encode("utf-8") + b"\n")
+        self._n_later += 1
 
     def _dates(self, column: pa.ChunkedArray) -> tuple[np.ndarray[Any, Any], list[tuple[Any, Any]]]:
         idx, values = encode(column)
@@ -391,9 +522,30 @@ class _Columnar:
                 self.reader.accept_event(e, locate(i))
 
 
+class _Rows:
+    """The lines of one type group of a chunk: group index → line bytes, location, read already."""
+
+    __slots__ = ("_data", "_done", "_locate", "_rows", "_starts")
+
+    def __init__(self, data: bytes, starts: Any, rows: np.ndarray[Any, Any], locate: _Locate, done: set[int]):
+        self._data, self._starts, self._rows, self._locate, self._done = data, starts, rows, locate, done
+
+    def line(self, k: int) -> bytes:
+        i = int(self._rows[k])
+        return self._data[self._starts[i] : self._starts[i + 1]]
+
+    def locate(self, k: int) -> str:
+        return self._locate(int(self._rows[k]))
+
+    def done(self, k: int) -> bool:
+        return int(self._rows[k]) in self._done
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
 def _coded_kind(verdict: object) -> int:
-    if verdict is NO_GROUP:  # an activity record (spec v2) or out of scope: the Python reader decides
-        return _PY
     if verdict is WAIT:
         return _LATER
     return _PY if verdict is UNDECIDED else _EVENT

@@ -14,24 +14,34 @@ wait) comes back as ``None`` and the line is fed to that reader. Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import orjson
 
 from ...events import join_groups
 from .dates import parse_fhir_date
 from .fields import extract_dose
-from .parse import ACTIVITY_ONLY, EXCLUDED_STATUS, READ_TYPES, FhirRecordReader, _status
+from .parse import EXCLUDED_STATUS, READ_TYPES, FhirRecordReader, _first_coding, _status
 from .references import reference_target
 
-__all__ = ["NO_GROUP", "UNDECIDED", "WAIT", "CodedRow", "LeafJudge", "TypeVerdict", "lesion_id"]
+__all__ = ["CACHE_MAX", "UNDECIDED", "WAIT", "CodedRow", "LeafJudge", "TypeVerdict", "lesion_id"]
 
-#: resource type verdict: ("py" | "skip" | "read", type or skip reason)
+#: resource type verdict: ("py" | "skip" | "read" | "outcome", type or skip reason)
 TypeVerdict = tuple[str, str]
-#: (groups, system, code, site, laterality, body_site, value, ingredient, lesion, route) or None: no
-#: code group
+#: (groups, system, code, site, laterality, body_site, value, ingredient, lesion, route); an activity
+#: record (spec v2, in no code group) has groups ``""``, its first coding as written and that
+#: coding's display as value
 CodedRow = tuple[str, str, str, str | None, str | None, str | None, str | None, str | None, bool, str | None]
 
 _ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, orjson.JSONDecodeError)
+#: entries a cache keeps before it starts again (distinct subjects and days grow with the input)
+CACHE_MAX = 200_000
+
+
+def _bounded(cache: dict[Any, Any]) -> dict[Any, Any]:
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    return cache
 
 
 class LeafJudge:
@@ -58,13 +68,15 @@ class LeafJudge:
                 value = None
             if not value or not isinstance(value, str) or value == "Bundle":
                 hit = ("py", "")
+            elif value == "OperationOutcome":  # out of scope with its file's name (the caller knows it)
+                hit = ("outcome", value)
             elif value not in READ_TYPES:
                 hit = ("skip", f"resource type {value} not read")
-            elif value in ("Patient", "Medication", "OperationOutcome") or value in ACTIVITY_ONLY:
+            elif value in ("Patient", "Medication"):
                 hit = ("py", value)
             else:
                 hit = ("read", value)
-            self._types[raw] = hit
+            _bounded(self._types)[raw] = hit
         return hit
 
     def resource_id(self, raw: str | None) -> str | None:
@@ -89,35 +101,47 @@ class LeafJudge:
                 hit = (True, f"{rtype} {element} {status}" if status in excluded else None)
             except _ERRORS:
                 hit = (False, None)
-            self._status[key] = hit
+            _bounded(self._status)[key] = hit
         return hit
 
     def subject(self, raw: str | None) -> str | None:
-        """Patient id named by a ``subject`` element; ``None`` when the reader would quarantine the record."""
+        """Patient id named by the record (parse._patient_ref); ``None`` when the reader would quarantine it.
+
+        ``raw`` is the ``subject`` object, or ``[subject, patient]`` when ``subject`` is not a
+        non-empty object (columnar_sql).
+        """
         if raw is None:
             return None
         if raw not in self._subjects:
             pid = None
             try:
-                target = reference_target((orjson.loads(raw) or {}).get("reference"))
+                value = orjson.loads(raw)
+                if raw[0] == "[":
+                    value = value[0] or value[1]
+                target = reference_target(value.get("reference")) if isinstance(value, dict) else None
                 if target is not None and target[0] == "Patient":
                     pid = target[1]
             except _ERRORS:
                 pass
-            self._subjects[raw] = pid
+            _bounded(self._subjects)[raw] = pid
+            return pid
         return self._subjects[raw]
 
     def date(self, raw: str) -> tuple[dt.date, str] | None:
         if raw not in self._dates:
+            hit: tuple[dt.date, str] | None
             try:
-                self._dates[raw] = parse_fhir_date(orjson.loads(raw))
+                hit = parse_fhir_date(orjson.loads(raw))
             except _ERRORS:
-                self._dates[raw] = None
+                hit = None
+            _bounded(self._dates)[raw] = hit
+            return hit
         return self._dates[raw]
 
     def dose(self, raw: str | None) -> tuple[int | None, float | None] | None:
         """(fractions, dose cGy) of a Procedure's ``extension`` JSON; ``None`` when not decidable."""
         if raw not in self._doses:
+            _bounded(self._doses)
             try:
                 fractions, dose = extract_dose({"extension": orjson.loads(raw)} if raw is not None else {})
                 ok = fractions is None or type(fractions) is int
@@ -126,24 +150,32 @@ class LeafJudge:
                 self._doses[raw] = None
         return self._doses[raw]
 
-    def coded(self, signature: int, line: bytes) -> object:
-        """Coded content of the lines whose coded parts hash to ``signature`` (``line``: the first of them).
+    def coded(self, signature: int, resource: Any) -> object:
+        """Coded content of the lines whose coded parts hash to ``signature``.
 
-        Returns a :data:`CodedRow`, :data:`NO_GROUP` (out of scope) or :data:`UNDECIDED` (the Python
-        reader decides these lines: it quarantines them, or they wait for a Medication not read yet).
+        ``resource`` is the first of those lines: a dict, or its JSON text.
+
+        Returns a :data:`CodedRow` (groups ``""``: an activity record, spec v2), :data:`WAIT` (names a
+        Medication not read yet) or :data:`UNDECIDED` (the Python reader decides these lines: it
+        quarantines them).
         """
         hit = self._coded.get(signature)
         if hit is not None:
             return hit
         try:
-            content = self.reader.coded_row(orjson.loads(line))
+            res = resource if isinstance(resource, dict) else orjson.loads(resource)
+            rtype = res["resourceType"]
+            content = self.reader.coded_row(res)
+            activity = _first_coding(res, rtype) if content is None else None
         except LookupError:  # names a Medication not read yet: judged again later
             return WAIT
         except Exception:
             verdict: object = UNDECIDED
         else:
             if content is None:
-                verdict = NO_GROUP
+                assert activity is not None
+                system, code, display = activity
+                verdict = ("", system, code, None, None, None, display, None, False, None)
             else:
                 groups, ingredient, first, site, laterality, body_site, value, route = content
                 verdict = (
@@ -158,13 +190,12 @@ class LeafJudge:
                     "lesion" in groups,
                     route,
                 )
-        self._coded[signature] = verdict
+        _bounded(self._coded)[signature] = verdict
         return verdict
 
 
 #: markers of :meth:`LeafJudge.coded`
 UNDECIDED = object()
-NO_GROUP = object()
 WAIT = object()
 
 

@@ -21,7 +21,17 @@ import pyarrow.compute as pc
 
 from ...events import EVENT_COLUMNS, Event
 
-__all__ = ["BOM", "as_events", "chunks", "encode", "events_of", "line_starts", "object_array", "open_file"]
+__all__ = [
+    "BOM",
+    "as_events",
+    "chunks",
+    "encode",
+    "events_of",
+    "line_starts",
+    "object_array",
+    "open_file",
+    "type_groups",
+]
 
 #: a UTF-8 byte-order mark: ignored at the start of a file (spec §1 v2)
 BOM = b"\xef\xbb\xbf"
@@ -89,3 +99,48 @@ def encode(column: pa.ChunkedArray) -> tuple[np.ndarray[Any, Any], list[Any]]:
     return np.asarray(
         enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False), dtype=np.int64
     ), values
+
+
+_PREFIX = b'{"resourceType":"'
+#: distinct prefixes looked for in one chunk before the rest is left to DuckDB
+_MAX_TYPES = 24
+
+
+def type_groups(data: bytes, starts: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+    """Line indexes by resource type, from the ``{"resourceType":"T",`` prefix bulk exports write.
+
+    Lines without that prefix are under ``""`` (their type is asked of DuckDB). A prefix only
+    groups: the type is checked again when the line is parsed. Vectorised: one byte comparison
+    per distinct prefix over the lines not grouped yet (a bulk-export file holds one type).
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    n = len(starts) - 1
+    lengths = np.diff(starts)
+    todo = np.arange(n, dtype=np.int64)
+    groups: dict[str, list[np.ndarray[Any, Any]]] = {}
+    rest: list[np.ndarray[Any, Any]] = []
+    for _ in range(_MAX_TYPES):
+        if not len(todo):
+            break
+        first = int(starts[todo[0]])
+        head = data[first : first + 80]
+        close = head.find(b'"', len(_PREFIX))
+        if not head.startswith(_PREFIX) or close < 0 or head[close + 1 : close + 2] != b",":
+            rest.append(todo[:1])
+            todo = todo[1:]
+            continue
+        pattern = np.frombuffer(head[: close + 2], dtype=np.uint8)
+        width = len(pattern)
+        long_enough = lengths[todo] >= width
+        cand = todo[long_enough]
+        at = starts[cand][:, None] + np.arange(width)
+        hit = np.zeros(len(todo), dtype=bool)
+        hit[long_enough] = (buf[at] == pattern).all(axis=1)
+        groups.setdefault(head[len(_PREFIX) : close].decode("utf-8", "replace"), []).append(todo[hit])
+        todo = todo[~hit]
+    if len(todo):
+        rest.append(todo)
+    out = {name: np.sort(np.concatenate(parts)) for name, parts in groups.items()}
+    if rest:
+        out[""] = np.sort(np.concatenate(rest))
+    return out

@@ -9,6 +9,12 @@ No temp table and no per-row string building: the coded parts of a line are
 reduced to one 64-bit hash (its *signature*), and only the first line of each new
 signature brings its raw parts to Python.
 
+One schema per resource type (:func:`type_sql`): building a leaf costs about as much
+whether it is present or not, so a line is parsed with the leaves its type's rules
+read (parse._DATE_PATHS, EXCLUDED_STATUS, the coded elements), about a third of the
+union. The caller groups a chunk's lines by type first (from the line's
+``{"resourceType":"…",`` prefix, else :data:`TYPE_SQL`); each query checks the type again.
+
 DuckDB reads JSON more leniently than orjson (trailing commas, ``NaN``); lines
 with a trailing comma are flagged here and read by the Python reader, and a
 ``NaN`` in an element we read fails orjson in the resolver (same outcome). A
@@ -19,92 +25,155 @@ says "invalid JSON", we read the resource).
 from __future__ import annotations
 
 import json
+from functools import cache
 
-__all__ = ["CHUNK_SQL", "SIG_PARTS"]
+__all__ = ["COLUMNS", "ID_SQL", "SIG_PARTS", "TYPED", "TYPE_SQL", "type_sql"]
 
-_LEAVES = (
-    "resourceType",
-    "id",
-    "status",
-    "verificationStatus",
-    "subject",
-    "code",
-    "bodySite",
-    "valueCodeableConcept",
-    "valueString",
+#: date leaves by type: parse._DATE_PATHS (the first present element gives the start)
+_START: dict[str, tuple[str, ...]] = {
+    "Condition": ("onsetDateTime", "onsetPeriod.start", "recordedDate"),
+    "Procedure": ("performedDateTime", "performedPeriod.start", "performedPeriod.end"),
+    "Observation": ("effectiveDateTime", "effectivePeriod.start", "effectivePeriod.end", "issued"),
+    "MedicationAdministration": ("effectiveDateTime", "effectivePeriod.start", "effectivePeriod.end"),
+    "MedicationRequest": ("authoredOn",),
+    "Encounter": ("period.start", "period.end"),
+    "MedicationStatement": ("effectiveDateTime", "effectivePeriod.start"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod.start", "issued"),
+    "Immunization": ("occurrenceDateTime",),
+    "ImagingStudy": ("started",),
+}
+#: parse._SECOND_DATE: (leaves of which one must be present for the start, the other date)
+_END: dict[str, tuple[tuple[str, ...], str]] = {
+    "Condition": (("onsetDateTime", "onsetPeriod.start"), "recordedDate"),
+    "Procedure": (("performedPeriod.start",), "performedPeriod.end"),
+    "Observation": (("effectivePeriod.start",), "effectivePeriod.end"),
+    "MedicationAdministration": (("effectivePeriod.start",), "effectivePeriod.end"),
+    "Encounter": (("period.start",), "period.end"),
+}
+#: the coded leaves whose hash is a line's signature (what parse.coded_row and _first_coding read)
+_GROUPED = ("code", "bodySite", "valueCodeableConcept", "valueString")
+_DRUG = (
     "medicationCodeableConcept",
     "medicationReference",
     "contained",
-    "extension",
-    "identifier",
-    "onsetDateTime",
-    "recordedDate",
-    "performedDateTime",
-    "effectiveDateTime",
-    "issued",
-    "authoredOn",
-    "stage",
+    "bodySite",
+    "valueCodeableConcept",
+    "valueString",
 )
-_PERIODS = {
-    "onsetPeriod": ("start",),
-    "performedPeriod": ("start", "end"),
-    "effectivePeriod": ("start", "end"),
+_CODED: dict[str, tuple[str, ...]] = {
+    "Condition": (*_GROUPED, "stage"),
+    "Procedure": _GROUPED,
+    "Observation": _GROUPED,
+    "MedicationAdministration": _DRUG,
+    "MedicationRequest": _DRUG,
+    "Encounter": ("type",),
+    "MedicationStatement": ("medicationCodeableConcept",),
+    "DiagnosticReport": ("code",),
+    "Immunization": ("vaccineCode",),
+    "ImagingStudy": ("procedureCode",),
 }
+#: the types read here (Patient, Medication and everything else go to :data:`ID_SQL` / the reader)
+TYPED = tuple(_START)
+#: kept for the signature's documentation: the coded parts by type
+SIG_PARTS = _CODED
 
-#: from_json schema: leaves keep their JSON text; a period that is not an object reads as absent (as in parse)
-SCHEMA = json.dumps(
-    {**{k: "JSON" for k in _LEAVES}, **{k: {p: "JSON" for p in v} for k, v in _PERIODS.items()}}
+#: columns of every :func:`type_sql` result, one row per line of ``src`` in order
+COLUMNS = ("odd", "rt", "rid", "status", "subject", "date_raw", "end_raw", "ext", "ident", "enc_start", "sig")
+
+#: a dateTime with a well-formed time has the calendar date of its first ten characters
+#: (parse_fhir_date): judged as that date, so the distinct values are days, not instants
+_DAY = r"""'"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})?"'"""
+_LENIENT = (
+    "contains(line, ',}') OR contains(line, ',]') "
+    "OR (contains(line, ', ') AND regexp_matches(line, ',\\s*[\\]}]'))"
 )
+_RID = "CASE WHEN left(r.id, 1) = '\"' AND length(r.id) > 2 AND NOT contains(r.id, '\\') THEN r.id[2:-2] END"
 
-#: the coded parts of a line that decide groups, site, laterality, value and ingredient (in this order)
-SIG_PARTS = ("rt", "code", "mcc", "mref", "contained", "body", "vcc", "vstr", "stage")
 
-#: ``src`` (line) → one row per line, in order (blank and unparsed lines are ``odd``);
-#: JSON text columns are NULL when absent or ``null``
-CHUNK_SQL = f"""
+def _leaf(path: str) -> str:
+    return "r." + ".".join(f'"{p}"' for p in path.split("."))
+
+
+def _day(expr: str) -> str:
+    return f"CASE WHEN regexp_full_match({expr}, {_DAY}) THEN left({expr}, 11) || '\"' ELSE {expr} END"
+
+
+def _schema(leaves: set[str]) -> str:
+    tree: dict[str, object] = {}
+    for path in sorted(leaves):
+        head, _, part = path.partition(".")
+        if part:
+            sub = tree.setdefault(head, {})
+            assert isinstance(sub, dict)
+            sub[part] = "JSON"
+        else:
+            tree[head] = "JSON"
+    return json.dumps(tree).replace("'", "''")
+
+
+@cache
+def type_sql(rtype: str) -> str:
+    """``src`` (line) → :data:`COLUMNS` for lines of type ``rtype`` (another type's line is ``odd``).
+
+    JSON text columns are NULL when absent or ``null``; ``subject`` is the subject object, or
+    ``[subject, patient]`` when the subject is not a non-empty object (parse._patient_ref
+    decides between them); ``date_raw`` / ``end_raw`` follow parse._DATE_PATHS / _SECOND_DATE.
+    """
+    status = "verificationStatus" if rtype == "Condition" else "status"
+    coded = _CODED[rtype]
+    starts = _START[rtype]
+    end = _END.get(rtype)
+    leaves = {"resourceType", "id", "subject", "patient", status, *coded, *starts}
+    if end:
+        leaves |= {*end[0], end[1]}
+    if rtype == "Procedure":
+        leaves.add("extension")
+    if rtype == "Condition":
+        leaves.add("identifier")
+    start_sql = f"coalesce({', '.join(map(_leaf, starts))})" if len(starts) > 1 else _leaf(starts[0])
+    end_sql = "NULL"
+    if end:
+        present = " OR ".join(f"{_leaf(p)} IS NOT NULL" for p in end[0])
+        # performedDateTime / effectiveDateTime first in _DATE_PATHS: a period only counts without it
+        first = _leaf(starts[0]) if starts[0] not in end[0] else None
+        cond = f"({present})" + (f" AND {first} IS NULL" if first else "")
+        end_sql = f"CASE WHEN {cond} THEN {_leaf(end[1])} END"
+    mcc_null = "false"
+    if rtype in ("MedicationAdministration", "MedicationRequest"):
+        mcc_null = "(r.medicationCodeableConcept IS NULL AND contains(line, 'medicationCodeableConcept'))"
+    return f"""
 WITH p AS (
-    SELECT line, try(from_json(line, '{SCHEMA}')) AS j FROM src
+    SELECT line, try(from_json(line, '{_schema(leaves)}')) AS r FROM src
 ), f AS (
-    SELECT j IS NULL AS unparsed,
-        contains(line, ',}}') OR contains(line, ',]')
-            OR (contains(line, ', ') AND regexp_matches(line, ',\\s*[\\]}}]')) AS lenient,
-        j.resourceType AS rt,
-        CASE WHEN left(j.id, 1) = '"' AND length(j.id) > 2 AND NOT contains(j.id, '\\')
-            THEN j.id[2:-2] END AS rid,
-        CASE WHEN j.resourceType = '"Condition"' THEN j.verificationStatus ELSE j.status END AS status,
-        j.subject AS subject, j.code AS code, j.medicationCodeableConcept AS mcc,
-        j.medicationReference AS mref, j.contained AS contained, j.bodySite AS body,
-        j.valueCodeableConcept AS vcc, j.valueString AS vstr,
-        CASE WHEN j.resourceType = '"Condition"' THEN j.stage END AS stage,
-        CASE WHEN j.resourceType = '"Procedure"' THEN j.extension END AS ext,
-        CASE WHEN j.resourceType = '"Condition"' THEN j.identifier END AS ident,
-        CASE j.resourceType
-            WHEN '"Condition"' THEN coalesce(j.onsetDateTime, j.onsetPeriod.start, j.recordedDate)
-            WHEN '"Procedure"'
-                THEN coalesce(j.performedDateTime, j.performedPeriod.start, j.performedPeriod."end")
-            WHEN '"Observation"'
-                THEN coalesce(j.effectiveDateTime, j.effectivePeriod.start, j.effectivePeriod."end", j.issued)
-            WHEN '"MedicationAdministration"'
-                THEN coalesce(j.effectiveDateTime, j.effectivePeriod.start, j.effectivePeriod."end")
-            WHEN '"MedicationRequest"' THEN j.authoredOn
-        END AS date_raw,
-        -- the record's other date for last alive (parse._SECOND_DATE): a period's end after its
-        -- start, a Condition's recordedDate beside its onset
-        CASE
-            WHEN j.resourceType = '"Procedure"' AND j.performedDateTime IS NULL
-                AND j.performedPeriod.start IS NOT NULL THEN j.performedPeriod."end"
-            WHEN j.resourceType IN ('"Observation"', '"MedicationAdministration"')
-                AND j.effectiveDateTime IS NULL AND j.effectivePeriod.start IS NOT NULL
-                THEN j.effectivePeriod."end"
-            WHEN j.resourceType = '"Condition"'
-                AND coalesce(j.onsetDateTime, j.onsetPeriod.start) IS NOT NULL THEN j.recordedDate
-        END AS end_raw,
-        j.resourceType IN ('"MedicationAdministration"', '"MedicationRequest"')
-            AND j.medicationCodeableConcept IS NULL
-            AND contains(line, 'medicationCodeableConcept') AS mcc_null
+    SELECT r IS NULL OR r.resourceType IS DISTINCT FROM '"{rtype}"' OR {_LENIENT} OR {mcc_null} AS odd,
+        r.resourceType AS rt,
+        {_RID} AS rid,
+        r."{status}" AS status,
+        CASE WHEN left(r.subject, 1) = '{{' AND r.subject <> '{{}}' THEN r.subject
+            ELSE '[' || coalesce(r.subject, 'null') || ',' || coalesce(r.patient, 'null') || ']'
+        END AS subject,
+        {start_sql} AS date_raw,
+        {end_sql} AS end_raw,
+        {"r.extension" if rtype == "Procedure" else "NULL::VARCHAR"} AS ext,
+        {"r.identifier" if rtype == "Condition" else "NULL::VARCHAR"} AS ident,
+        {"r.period.start" if rtype == "Encounter" else "NULL::VARCHAR"} AS enc_start,
+        hash(r.resourceType, {", ".join(_leaf(c) for c in coded)}) AS sig
     FROM p
 )
-SELECT unparsed OR lenient OR mcc_null AS odd, rt, rid, status, subject, date_raw, end_raw, ext,
-    ident, hash({", ".join(SIG_PARTS)}) AS sig
+SELECT odd, rt, rid, status, subject, {_day("date_raw")} AS date_raw, {_day("end_raw")} AS end_raw,
+    ext, ident, enc_start, sig
 FROM f
+"""
+
+
+#: ``src`` (line) → the raw ``resourceType`` of each line (lines without the usual prefix)
+TYPE_SQL = """SELECT try(from_json(line, '{"resourceType": "JSON"}')).resourceType AS rt FROM src"""
+
+#: ``src`` (line) → :data:`COLUMNS` for lines of the other types: only type and id are read here
+ID_SQL = f"""
+WITH p AS (SELECT line, try(from_json(line, '{{"resourceType": "JSON", "id": "JSON"}}')) AS r FROM src)
+SELECT r IS NULL OR {_LENIENT} AS odd, r.resourceType AS rt, {_RID} AS rid,
+    NULL::VARCHAR AS status, NULL::VARCHAR AS subject, NULL::VARCHAR AS date_raw, NULL::VARCHAR AS end_raw,
+    NULL::VARCHAR AS ext, NULL::VARCHAR AS ident, NULL::VARCHAR AS enc_start, 0::UBIGINT AS sig
+FROM p
 """
