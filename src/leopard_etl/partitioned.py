@@ -18,7 +18,7 @@ import pandas as pd
 
 from .config import Rules
 from .mappings import Mappings
-from .spool import PARTITION_ROWS, EventSpool
+from .spool import PARTITION_ROWS, EventSpool, SpooledEvents
 
 __all__ = ["derive_partitions", "derive_spooled"]
 
@@ -39,17 +39,13 @@ def derive_spooled(
     columns); ``tables=None`` keeps every table whole. patients.csv and the attrition are always
     complete. Returns a :class:`leopard_etl.cohort.Derivation`.
     """
-    spool.close()
-    con = spool.connect()
-    try:
-        cutoff = spool.run_cutoff(
-            con, rules.cutoff, run_day=run_day, small_cell_excludes_icd=rules.small_cell_excludes_icd
+    with SpooledEvents(spool) as source:
+        cutoff = source.cutoff(
+            rules.cutoff, run_day=run_day, small_cell_excludes_icd=rules.small_cell_excludes_icd
         )
         return derive_partitions(
-            spool.partitions(con, partition_rows), rules, mappings, source_system, cutoff, tables=tables
+            source.partitions(partition_rows), rules, mappings, source_system, cutoff, tables=tables
         )
-    finally:
-        con.close()
 
 
 def derive_partitions(

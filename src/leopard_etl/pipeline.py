@@ -7,10 +7,11 @@ step reports counts so that a scheduled run is observable.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "RunRequest",
     "check_quarantine",
     "derive_and_write",
+    "execute",
     "explain_patient",
     "frames",
     "run_demo",
@@ -169,55 +171,103 @@ def run_pipeline(req: RunRequest) -> dict[str, Any]:
     from .logs import configure_logging
 
     configure_logging(json=cfg.log_json, level=cfg.log_level)
-    matcher = _matcher(cfg)
-    if cfg.warehouse:
-        from .warehouse.runner import run_with_warehouse
+    return execute(cfg, _matcher(cfg), incremental=req.incremental, bulk=req.bulk)
 
-        return run_with_warehouse(cfg, matcher, incremental=req.incremental, bulk=req.bulk, read=_read)
-    return run_spooled(cfg, matcher, bulk=req.bulk)
+
+def execute(
+    cfg: RunConfig,
+    matcher: CodeMatcher,
+    *,
+    incremental: bool = False,
+    bulk: bool = False,
+    partition_rows: int | None = None,
+    checkpoint: Callable[[str], None] | None = None,
+    read: Callable[..., str] | None = None,
+) -> dict[str, Any]:
+    """One run, the one way: source → spool → derive → sinks (the files, and the warehouse if any).
+
+    The read goes to a spool on disk and the derivation runs partition by partition, so
+    memory stays flat as the input grows. With a warehouse, the spool is stored first and
+    the derivation reads the event store (after an incremental read it holds the complete
+    event set); each partition's derived tables also go to the warehouse, loaded in one
+    transaction. ``checkpoint`` (crash tests; default ``LEOPARD_PAUSE_AT``) is called at each
+    warehouse write step; ``read`` replaces the configured source (tests feed a changed read).
+    """
+    import tempfile
+
+    from .partitioned import derive_partitions
+    from .spool import PARTITION_ROWS, EventSpool, SpooledEvents
+
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leopard-run-")))
+        warehouse = None
+        if cfg.warehouse:
+            from .warehouse.runner import WarehouseSink
+
+            warehouse = stack.enter_context(
+                WarehouseSink(cfg, incremental=incremental, scratch=scratch, checkpoint=checkpoint)
+            )
+        spool = EventSpool(scratch / "spool")
+        date_bounds(cfg, spool)
+        try:
+            with _progress("reading source"):
+                since = warehouse.since if warehouse else None
+                source_system = (read or _read)(cfg, matcher, spool, since=since, bulk=bulk)
+            spool.close()
+            if warehouse:
+                warehouse.read_done(spool)
+            check_quarantine(cfg, spool)
+            source: Any = (
+                warehouse.store(spool, source_system)
+                if warehouse
+                else stack.enter_context(SpooledEvents(spool))
+            )
+            with _progress("deriving cohort"):
+                cutoff = source.cutoff(
+                    cfg.rules.cutoff,
+                    run_day=spool.run_day,
+                    small_cell_excludes_icd=cfg.rules.small_cell_excludes_icd,
+                )
+                derivation = derive_partitions(
+                    source.partitions(partition_rows or PARTITION_ROWS),
+                    cfg.rules,
+                    matcher.mappings,
+                    source_system,
+                    cutoff,
+                    tables=REPORT_TABLES,
+                    each=warehouse.keep_partition if warehouse else None,
+                )
+            if warehouse:
+                warehouse.load_derived(derivation)
+            summary = write_outputs(
+                cfg,
+                derivation,
+                spool.quarantine_csv,
+                source_system,
+                stats=spool.stats,
+                unmatched_extra=spool.unmatched_codes,
+            )
+            if warehouse:
+                warehouse.outputs_written()
+        except BaseException as err:
+            if warehouse:
+                warehouse.failed(spool, err)
+            raise
+        if warehouse:
+            summary.update(warehouse.succeeded(spool))
+    summary["events"] = spool.n_events
+    stats = spool.stats.as_dict()
+    summary.update({f"source_{k}": v for k, v in stats.items() if k != "out_of_scope_reasons"})
+    return summary
 
 
 def run_spooled(
     cfg: RunConfig, matcher: CodeMatcher, *, bulk: bool = False, partition_rows: int | None = None
 ) -> dict[str, Any]:
-    """A file-output run in bounded memory: read into a spool on disk, derive partition by partition.
-
-    Memory stays flat as the input grows (only patients.csv-sized data is held); the
-    outputs are the same as :func:`derive_and_write` over :func:`frames` of a plain sink.
-    """
-    import tempfile
-
-    from .partitioned import derive_spooled
-    from .spool import PARTITION_ROWS, EventSpool
-
-    with tempfile.TemporaryDirectory(prefix="leopard-spool-") as tmp:
-        spool = EventSpool(Path(tmp))
-        with _progress("reading source"):
-            source_system = _read(cfg, matcher, spool, since=None, bulk=bulk)
-        spool.close()
-        check_quarantine(cfg, spool)
-        with _progress("deriving cohort"):
-            derivation = derive_spooled(
-                spool,
-                cfg.rules,
-                matcher.mappings,
-                source_system,
-                partition_rows=partition_rows or PARTITION_ROWS,
-                tables=REPORT_TABLES,
-                run_day=spool.run_day,
-            )
-        summary = write_outputs(
-            cfg,
-            derivation,
-            spool.quarantine_csv,
-            source_system,
-            stats=spool.stats,
-            unmatched_extra=spool.unmatched_codes,
-        )
-    summary["events"] = spool.n_events
-    stats = spool.stats.as_dict()
-    summary.update({f"source_{k}": v for k, v in stats.items() if k != "out_of_scope_reasons"})
-    return summary
+    """A file-output run (no warehouse) — :func:`execute` with the warehouse left out."""
+    if cfg.warehouse:
+        cfg = cfg.model_copy(update={"warehouse": None})
+    return execute(cfg, matcher, bulk=bulk, partition_rows=partition_rows)
 
 
 def check_quarantine(cfg: RunConfig, sink: EventSink) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "PATIENT_SCHEMA",
     "SPILL_ROWS",
     "EventSpool",
+    "SpooledEvents",
     "cutoff_sql",
     "kept_sources",
     "latest_date",
@@ -299,6 +300,36 @@ class EventSpool(EventSink):
         return _records_frame(table.cast(pa.schema([schema.field(c) for c in names])))
 
 
+class SpooledEvents:
+    """A closed spool as a derivation input (the event store's counterpart,
+    :class:`leopard_etl.warehouse.runner.StoredEvents`): its cutoff and its patient partitions,
+    over one memory-limited DuckDB connection (use as a context manager)."""
+
+    def __init__(self, spool: EventSpool) -> None:
+        self.spool = spool
+        self._con: Any = None
+
+    def __enter__(self) -> SpooledEvents:
+        self.spool.close()
+        self._con = self.spool.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def cutoff(
+        self, configured: dt.date | None, *, run_day: dt.date | None, small_cell_excludes_icd: bool
+    ) -> dt.date:
+        return self.spool.run_cutoff(
+            self._con, configured, run_day=run_day, small_cell_excludes_icd=small_cell_excludes_icd
+        )
+
+    def partitions(self, partition_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        return self.spool.partitions(self._con, partition_rows)
+
+
 _EVENT_BODY = pa.schema([EVENT_SCHEMA.field(n) for n in EVENT_SCHEMA.names[:-1]])
 
 
@@ -356,7 +387,8 @@ def _records_frame(table: pa.Table) -> pd.DataFrame:
 
 # --- shared with the warehouse run (leopard_etl.warehouse.runner) ----------------------------------
 def _has_group(group: str) -> str:
-    return f"""bool_or((';' || e."groups" || ';') LIKE '%;{group};%')"""
+    # position(), not LIKE '%…%': a driver that formats parameters (psycopg) reads % as a placeholder
+    return f"""bool_or(position(';{group};' in (';' || e."groups" || ';')) > 0)"""
 
 
 def cutoff_sql(

@@ -25,7 +25,7 @@ from leopard_etl.mappings import CodeMatcher, load_mappings
 from leopard_etl.pipeline import frames, write_outputs
 from leopard_etl.sources.fhir import read_fhir
 from leopard_etl.warehouse import Warehouse
-from leopard_etl.warehouse.runner import run_with_warehouse
+from leopard_etl.pipeline import execute
 from leopard_etl.warehouse.schema import DERIVED_TABLES
 
 MANY = 600  # stored events per partition: the 160 patients' ~8,000 events make over ten partitions
@@ -86,6 +86,8 @@ def _reference_run(cfg: RunConfig, read: Reader, since: str | None) -> None:
         wh.migrate()
         run_id = wh.begin_run("reference", "fhir", "full" if since is None else "incremental")
         sink = EventSink()
+        sink.run_day = dt.date.today()  # as every run: dates after the day of the run are quarantined
+        sink.cutoff = cfg.rules.cutoff
         read(cfg, MATCHER, sink, since=since, bulk=False)
         wh.write_quarantine(run_id, sink.quarantined)
         events, patients, quarantine = frames(sink)
@@ -95,7 +97,7 @@ def _reference_run(cfg: RunConfig, read: Reader, since: str | None) -> None:
         )
         changed = wh.upsert_events(events, patients, run_id=run_id, full=since is None, deleted=deleted)
         all_events, all_patients = wh.load_events()
-        derivation = derive(all_events, all_patients, cfg.rules, MATCHER.mappings, "fhir")
+        derivation = derive(all_events, all_patients, cfg.rules, MATCHER.mappings, "fhir", dt.date.today())
         if since is not None and set(wh.read_table("outcome")["cutoff"]) == {derivation.cutoff}:
             wh.replace_derived(derivation.tables, patient_ids=changed)
         else:
@@ -136,10 +138,10 @@ def test_partitioned_full_run_stores_and_writes_what_one_derivation_did(
     targets = {name: make_warehouse(name) for name in ("many", "one", "reference")}
     cfgs = {name: _config(first, t, tmp_path / name, None) for name, t in targets.items()}
 
-    many = run_with_warehouse(
+    many = execute(
         cfgs["many"], MATCHER, incremental=False, bulk=False, read=_read_all, partition_rows=MANY
     )
-    one = run_with_warehouse(
+    one = execute(
         cfgs["one"], MATCHER, incremental=False, bulk=False, read=_read_all, partition_rows=ONE
     )
     _reference_run(cfgs["reference"], _read_all, None)
@@ -181,11 +183,11 @@ def test_partitioned_incremental_run_replaces_the_changed_patients_as_before(
             _reference_run(cfg, _read_all, None)
             _reference_run(cfg, changes, "w1")
         else:
-            run_with_warehouse(
+            execute(
                 cfg, MATCHER, incremental=False, bulk=False, read=_read_all, partition_rows=rows
             )
             states["first"] = _state(target)
-            summaries[name] = run_with_warehouse(
+            summaries[name] = execute(
                 cfg, MATCHER, incremental=True, bulk=False, read=changes, partition_rows=rows
             )
         states[name] = _state(target)

@@ -1,4 +1,7 @@
-"""A scheduled run against a warehouse: lock, migrate, read (incrementally), store, derive, load, log.
+"""The warehouse sink of a scheduled run: lock, migrate, run row, store, load, log.
+
+The pipeline (:func:`leopard_etl.pipeline.execute`) orders the steps; this module only
+does the warehouse's part of each.
 
 Order matters for recovery: the run row is opened first (a crash leaves it
 ``running``, marked failed by the next run), events are stored and their patients
@@ -28,7 +31,6 @@ import datetime as dt
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -47,15 +49,20 @@ from leopard_etl.warehouse.schema import DERIVED_TABLES, METADATA
 
 if TYPE_CHECKING:
     from leopard_etl.cohort import Derivation
-    from leopard_etl.mappings import CodeMatcher
     from leopard_etl.spool import EventSpool
     from leopard_etl.warehouse.store import Warehouse
 
-__all__ = ["PAUSE_ENV", "pause_checkpoint", "read_is_complete", "run_with_warehouse", "warehouse_url"]
+__all__ = [
+    "PAUSE_ENV",
+    "StoredEvents",
+    "WarehouseSink",
+    "pause_checkpoint",
+    "read_is_complete",
+    "warehouse_url",
+]
 
 log = logging.getLogger(__name__)
 
-Reader = Callable[..., str]
 Checkpoint = Callable[[str], None]
 
 #: Environment variable naming the checkpoints where a run waits for a line on stdin.
@@ -100,80 +107,128 @@ def _noop(_point: str) -> None:
     return None
 
 
-def run_with_warehouse(
-    cfg: RunConfig,
-    matcher: CodeMatcher,
-    *,
-    incremental: bool,
-    bulk: bool,
-    read: Reader,
-    checkpoint: Checkpoint | None = None,
-    partition_rows: int | None = None,
-) -> dict[str, Any]:
-    """One locked run; returns the output summary plus run id, mode and changed-patient count.
+class WarehouseSink:
+    """The warehouse as one sink of a run (the output files are the other).
 
-    ``checkpoint`` (default: from ``LEOPARD_PAUSE_AT``) is called at each write step;
-    ``partition_rows`` (default :data:`leopard_etl.spool.PARTITION_ROWS`) bounds the stored
-    events derived at once.
+    The pipeline drives every run the same way (source → spool → derive → sinks) and calls
+    this sink at each step: :meth:`open` (lock, migrate, run row; the ``since`` of an
+    incremental read), :meth:`read_done` (quarantine rows), :meth:`store` (events into the
+    store; returns the store as the derivation's input — the complete event set, also
+    after an incremental read), :meth:`keep_partition` (each partition's derived tables to
+    Parquet), :meth:`load_derived` (one transaction), then :meth:`succeeded` or
+    :meth:`failed`. Nothing here calls back into the pipeline.
     """
-    from leopard_etl import pipeline
-    from leopard_etl.spool import PARTITION_ROWS, EventSpool, spooled_quarantine
-    from leopard_etl.warehouse.store import Warehouse
 
-    step = checkpoint or pause_checkpoint(os.environ) or _noop
-    source = "; ".join(cfg.fhir) if cfg.fhir else (cfg.omop or "")
-    source_system = "omop" if cfg.omop else "fhir"
-    mode = "incremental" if incremental or cfg.mode == "incremental" else "full"
-    wh = Warehouse(
-        warehouse_url(cfg), cfg.warehouse_schema, checkpoint=step, duckdb_memory=cfg.warehouse_duckdb_memory
-    )
-    with wh, wh.lock(), tempfile.TemporaryDirectory(prefix="leopard-warehouse-run-") as tmp:
-        wh.migrate()
-        since = wh.last_watermark(source) if mode == "incremental" else None
-        run_id = wh.begin_run(source, source_system, mode)
-        spool = EventSpool(Path(tmp) / "spool")
-        try:
-            source_system = read(cfg, matcher, spool, since=since, bulk=bulk) or source_system
-            spool.close()
-            step("read")
-            wh.write_quarantine_batches(run_id, spooled_quarantine(spool))
-            pipeline.check_quarantine(cfg, spool)
-            changed = _store_events(wh, spool, run_id, complete=read_is_complete(source_system, since))
-            step("events:committed")
-            cutoff = wh.cutoff(
-                cfg.rules.cutoff,
-                run_day=spool.run_day,
-                small_cell_excludes_icd=cfg.rules.small_cell_excludes_icd,
-            )
-            # The default cutoff is data-wide: when it moves, every patient's outcome moves with it.
-            only_changed = since is not None and wh.stored_cutoffs() == {cutoff}
-            derived = Path(tmp) / "derived"
-            derivation = _derive_to_files(
-                wh, cfg, matcher, source_system, cutoff, derived, partition_rows or PARTITION_ROWS
-            )
-            wh.replace_derived_batches(
-                {name: _stored_batches(derived / name) for name in DERIVED_TABLES},
-                patient_ids=changed if only_changed else None,
-            )
-            summary = pipeline.write_outputs(
-                cfg,
-                derivation,
-                spool.quarantine_csv,
-                source_system,
-                stats=spool.stats,
-                unmatched_extra=spool.unmatched_codes,
-            )
-            step("outputs")
-        except BaseException as err:
-            with contextlib.suppress(Exception):
-                spool.close()
-            counts = {**spool.stats.as_dict(), "events": spool.n_events}
-            wh.end_run(run_id, "failed", counts, error=redact_source(f"{type(err).__name__}: {err}"))
-            raise
+    def __init__(
+        self, cfg: RunConfig, *, incremental: bool, scratch: Path, checkpoint: Checkpoint | None = None
+    ) -> None:
+        from leopard_etl.warehouse.store import Warehouse
+
+        self.cfg = cfg
+        self.step = checkpoint or pause_checkpoint(os.environ) or _noop
+        self.source = "; ".join(cfg.fhir) if cfg.fhir else (cfg.omop or "")
+        self.source_system = "omop" if cfg.omop else "fhir"
+        self.mode = "incremental" if incremental or cfg.mode == "incremental" else "full"
+        self.wh = Warehouse(
+            warehouse_url(cfg),
+            cfg.warehouse_schema,
+            checkpoint=self.step,
+            duckdb_memory=cfg.warehouse_duckdb_memory,
+        )
+        self.derived = scratch / "derived"
+        self.since: str | None = None
+        self.run_id = ""
+        self.changed: set[str] = set()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> WarehouseSink:
+        self._stack.enter_context(self.wh)
+        self._stack.enter_context(self.wh.lock())
+        self.wh.migrate()
+        self.since = self.wh.last_watermark(self.source) if self.mode == "incremental" else None
+        self.run_id = self.wh.begin_run(self.source, self.source_system, self.mode)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read_done(self, spool: EventSpool) -> None:
+        from leopard_etl.spool import spooled_quarantine
+
+        self.step("read")
+        self.wh.write_quarantine_batches(self.run_id, spooled_quarantine(spool))
+
+    def store(self, spool: EventSpool, source_system: str) -> StoredEvents:
+        """Upsert the read into the event store; the store is then what the run derives from."""
+        complete = read_is_complete(source_system, self.since)
+        self.changed = _store_events(self.wh, spool, self.run_id, complete=complete)
+        self.step("events:committed")
+        return StoredEvents(self.wh)
+
+    def keep_partition(self, i: int, part: Derivation) -> None:
+        """One partition's derived tables to Parquet under ``derived/<table>/`` (typed and checked
+        now, loaded later in one transaction)."""
+        check_frames(part.tables, DERIVED_TABLES)
+        for name in DERIVED_TABLES:
+            if name == "cohort_attrition":  # cohort-wide: from the merged attrition
+                continue
+            data = to_arrow(part.tables[name], METADATA.tables[name])
+            if data.num_rows:
+                (self.derived / name).mkdir(parents=True, exist_ok=True)
+                pq.write_table(data, self.derived / name / f"part-{i:06d}.parquet")
+
+    def load_derived(self, derivation: Derivation) -> None:
+        """Replace the derived tables in one transaction: all patients, or only the changed ones
+        when the cutoff stayed where it was (the default cutoff is data-wide: when it moves,
+        every patient's outcome moves with it)."""
+        attrition = derivation.tables["cohort_attrition"]
+        (self.derived / "cohort_attrition").mkdir(parents=True, exist_ok=True)
+        pq.write_table(
+            to_arrow(attrition, METADATA.tables["cohort_attrition"]),
+            self.derived / "cohort_attrition" / "all.parquet",
+        )
+        only_changed = self.since is not None and self.wh.stored_cutoffs() == {derivation.cutoff}
+        self.wh.replace_derived_batches(
+            {name: _stored_batches(self.derived / name) for name in DERIVED_TABLES},
+            patient_ids=self.changed if only_changed else None,
+        )
+
+    def outputs_written(self) -> None:
+        self.step("outputs")
+
+    def succeeded(self, spool: EventSpool) -> dict[str, Any]:
         counts = {**spool.stats.as_dict(), "events": spool.n_events}
-        wh.end_run(run_id, "ok", counts, watermark=spool.watermark, n_patients_changed=len(changed))
-    summary.update({"run_id": run_id, "mode": mode, "since": since, "patients_changed": len(changed)})
-    return dict(summary)
+        self.wh.end_run(
+            self.run_id, "ok", counts, watermark=spool.watermark, n_patients_changed=len(self.changed)
+        )
+        return {
+            "run_id": self.run_id,
+            "mode": self.mode,
+            "since": self.since,
+            "patients_changed": len(self.changed),
+        }
+
+    def failed(self, spool: EventSpool, err: BaseException) -> None:
+        with contextlib.suppress(Exception):
+            spool.close()
+        counts = {**spool.stats.as_dict(), "events": spool.n_events}
+        self.wh.end_run(self.run_id, "failed", counts, error=redact_source(f"{type(err).__name__}: {err}"))
+
+
+class StoredEvents:
+    """The event store as a derivation input (the spool's counterpart,
+    :class:`leopard_etl.spool.SpooledEvents`)."""
+
+    def __init__(self, wh: Warehouse) -> None:
+        self.wh = wh
+
+    def cutoff(
+        self, configured: dt.date | None, *, run_day: dt.date | None, small_cell_excludes_icd: bool
+    ) -> dt.date:
+        return self.wh.cutoff(configured, run_day=run_day, small_cell_excludes_icd=small_cell_excludes_icd)
+
+    def partitions(self, partition_rows: int) -> Iterator[tuple[Any, Any]]:
+        return self.wh.event_partitions(partition_rows)
 
 
 def _store_events(wh: Warehouse, spool: EventSpool, run_id: str, *, complete: bool) -> set[str]:
@@ -192,51 +247,6 @@ def _store_events(wh: Warehouse, spool: EventSpool, run_id: str, *, complete: bo
         )
     finally:
         con.close()
-
-
-def _derive_to_files(
-    wh: Warehouse,
-    cfg: RunConfig,
-    matcher: CodeMatcher,
-    source_system: str,
-    cutoff: dt.date,
-    folder: Path,
-    partition_rows: int,
-) -> Derivation:
-    """Derive the stored events one patient range at a time with the data-wide cutoff fixed.
-
-    Each partition's derived tables go to Parquet under ``folder/<table>/`` (typed and
-    checked now, loaded later in one transaction); the returned derivation keeps only
-    what the file outputs need (:data:`leopard_etl.pipeline.REPORT_TABLES`).
-    """
-    from leopard_etl.partitioned import derive_partitions
-    from leopard_etl.pipeline import REPORT_TABLES
-
-    def store(i: int, part: Derivation) -> None:
-        check_frames(part.tables, DERIVED_TABLES)
-        for name in DERIVED_TABLES:
-            if name == "cohort_attrition":  # cohort-wide: from the merged attrition below
-                continue
-            data = to_arrow(part.tables[name], METADATA.tables[name])
-            if data.num_rows:
-                (folder / name).mkdir(parents=True, exist_ok=True)
-                pq.write_table(data, folder / name / f"part-{i:06d}.parquet")
-
-    derivation: Derivation = derive_partitions(
-        wh.event_partitions(partition_rows),
-        cfg.rules,
-        matcher.mappings,
-        source_system,
-        cutoff,
-        tables=REPORT_TABLES,
-        each=store,
-    )
-    attrition = derivation.tables["cohort_attrition"]
-    (folder / "cohort_attrition").mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        to_arrow(attrition, METADATA.tables["cohort_attrition"]), folder / "cohort_attrition" / "all.parquet"
-    )
-    return derivation
 
 
 def _stored_batches(folder: Path) -> Iterator[pa.Table]:
