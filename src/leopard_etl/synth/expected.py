@@ -1,10 +1,15 @@
-"""The ground truth: spec §3 and docs/decisions.md applied to the latent facts, written as §5 rows.
+"""The ground truth: spec v2 §3 and docs/decisions.md applied to the latent facts, written as §5 rows.
 
 This is a deliberately separate, small implementation of the rules (it does not import
 ``leopard_etl.cohort``): the classifier's output on the rendered data is checked against
 it. It sees each fact as the records a reader would keep: excluded facts dropped,
 MedicationRequests only for ingredients without administrations, a daily-fraction course
 as one record per treatment day, partial dates already imputed.
+
+Spec v2: last alive and the default cutoff come from every *activity record* (§1 table: the
+dates each record type contributes), whatever its code; a death without date takes the latest
+activity date; chemotherapy recorded only as a procedure is a platinum date for CRT when no
+chemo drug is recorded around the course, and chemo for salvage.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ import pandas as pd
 
 from ..cohort.patients_csv import CSV_COLUMNS
 from .calibration import MONTH_DAYS
-from .truth import Fact, TruthPatient
+from .truth import RUN_DAY, Fact, TruthPatient
 
-__all__ = ["COLUMNS", "cutoff_of", "expected_row", "expected_rows", "record_groups"]
+__all__ = ["COLUMNS", "activity_dates", "cutoff_of", "expected_row", "expected_rows", "record_groups"]
 
 #: The output contract (spec §5) is defined once, with the classifier's writer; only the
 #: column list is shared — the rules here stay an independent implementation.
@@ -42,6 +47,7 @@ _DEFAULT_FIELD = frozenset({"lung", "lymph_node_thoracic"})
 _POLY_SITES = frozenset({"pleura", "meninges", "peritoneum"})
 _STAGE_III = frozenset({"III", "IIIA", "IIIB", "IIIC"})
 _ICD_ONLY = ("icd_dot:", "icd_nodot:")
+_ICD_CODINGS = ("icd9", "who", "gm")  # ICD-9-CM 162.x, WHO / GM C34.x: the small-cell rule applies
 _DAILY = ("daily", "sbrt_cpt")
 
 
@@ -64,17 +70,21 @@ def record_groups(f: Fact) -> frozenset[str]:
         return frozenset({"radiotherapy", "chemo"})
     if f.kind == "drug":
         return frozenset(_INGREDIENT_GROUPS[f.ingredient or ""])
+    if f.kind == "chemo_proc":
+        return frozenset({"chemo_procedure"})
+    if f.kind == "activity":
+        return frozenset()
     return frozenset({f.kind})
 
 
-def _records(p: TruthPatient, cutoff: dt.date, *, shadowed: bool = False) -> list[_Rec]:
-    """Kept records up to the cutoff. A MedicationRequest for an administered ingredient is a
-    kept record (it counts for last-alive, decisions.md) but no therapy: ``shadowed=True`` keeps it."""
-    facts = [f for f in p.facts if not f.excluded and f.start <= cutoff]
+def _records(p: TruthPatient, cutoff: dt.date) -> list[_Rec]:
+    """Records of the code groups up to the cutoff. A MedicationRequest for an administered
+    ingredient is no therapy (spec §1; it still dates the patient, ``activity_dates``)."""
+    facts = [f for f in p.facts if not f.excluded and f.kind != "activity" and f.start <= cutoff]
     administered = {f.ingredient for f in facts if f.kind == "drug" and not f.request}
     out: list[_Rec] = []
     for f in facts:
-        if f.kind == "drug" and f.request and f.ingredient in administered and not shadowed:
+        if f.kind == "drug" and f.request and f.ingredient in administered:
             continue
         groups = record_groups(f)
         if f.kind == "rt" and f.variant in _DAILY:
@@ -84,16 +94,61 @@ def _records(p: TruthPatient, cutoff: dt.date, *, shadowed: bool = False) -> lis
     return out
 
 
+def _record_dates(f: Fact) -> tuple[dt.date, ...]:
+    """The dates one rendered record contributes (spec §1 table). A record dated by its Encounter
+    brings the Encounter's start and end; a daily course is one record per treatment day."""
+    if f.encounter_end is not None:
+        return (f.start, f.encounter_end)
+    if f.kind == "rt" and f.variant in _DAILY:
+        return f.days
+    if f.kind == "activity":
+        kind = f.variant.partition(":")[0]
+        # Encounter period start/end; Condition onset and recordedDate; MedicationStatement only
+        # its effective start; the others one date (effective, else issued; occurrence; started)
+        if kind in ("visit", "admission", "hypertension") and f.end:
+            return (f.start, f.end)
+        return (f.start,)
+    # Procedure performedPeriod start/end; Conditions, Observations, drug records one date
+    return (f.start, f.end) if f.kind == "rt" and f.end else (f.start,)
+
+
+def activity_dates(p: TruthPatient, cutoff: dt.date, *, after_death: bool = False) -> list[dt.date]:
+    """Dates ≤ cutoff that the patient's activity records contribute (spec §1, §3.12): excluded
+    records never, records dated after the day of the run never (quarantined), records dated
+    after a known death never for last alive (``after_death=True`` keeps them: they are activity
+    records all the same, for the cutoff)."""
+    death = p.death_date if p.death_known and not after_death else None
+    out: list[dt.date] = []
+    for f in p.facts:
+        if f.excluded or f.start > RUN_DAY or (death is not None and f.start > death):
+            continue
+        out += [d for d in _record_dates(f) if d <= cutoff]
+    return out
+
+
+def _screened(p: TruthPatient) -> bool:
+    """Has an NSCLC record (§3.6 screening; ICD C34.* / 162.x only without a small-cell record)."""
+    kept = [f for f in p.facts if not f.excluded and f.start <= RUN_DAY]
+    small_cell = any(f.kind == "small_cell" for f in kept)
+    return any(f.kind == "nsclc" and not (small_cell and _icd_only(f)) for f in kept)
+
+
 def cutoff_of(truth: Iterable[TruthPatient]) -> dt.date:
-    """Default cutoff: the latest kept date (start, end, death) in the whole input."""
+    """Default cutoff (spec §3.12 v2): the latest date ≤ the day of the run among the activity
+    records and the (dated) deaths of the screened patients."""
     latest = dt.date.min
     for p in truth:
-        for f in p.facts:
-            if not f.excluded:
-                latest = max(latest, f.start, f.end or f.start, *(f.days or ()))
-        if p.death_date:
+        if not _screened(p):
+            continue
+        latest = max([latest, *activity_dates(p, RUN_DAY, after_death=True)])
+        if p.death_date and p.death_known and p.death_date <= RUN_DAY:
             latest = max(latest, p.death_date)
     return latest
+
+
+def _icd_only(f: Fact) -> bool:
+    """An ICD-coded NSCLC record (C34.*, 162.x), which a small-cell record overrides (spec §2)."""
+    return f.variant.startswith(_ICD_ONLY) or f.coding in _ICD_CODINGS
 
 
 def _courses(recs: Sequence[_Rec]) -> list[tuple[dt.date, dt.date, list[_Rec]]]:
@@ -142,7 +197,8 @@ def _salvage(therapies: Iterable[frozenset[str]]) -> str:
     for t in therapies:
         g |= t
     rt = bool(g & {"radiotherapy", "stereotactic"})
-    chemo, immuno, targeted, surgery = ("chemo" in g, "immunotherapy" in g, "targeted" in g, "surgery" in g)
+    chemo = bool(g & {"chemo", "chemo_procedure"})  # §3.11: chemo = the chemo group and chemo_procedure
+    immuno, targeted, surgery = ("immunotherapy" in g, "targeted" in g, "surgery" in g)
     kinds = [
         k
         for k, on in (
@@ -174,11 +230,7 @@ def expected_row(p: TruthPatient, cutoff: dt.date) -> dict[str, str] | None:
     recs = _records(p, cutoff)
     small_cell = any("small_cell" in r.groups for r in recs)
     nsclc = sorted(
-        (
-            r
-            for r in recs
-            if "nsclc" in r.groups and not (small_cell and r.fact.variant.startswith(_ICD_ONLY))
-        ),
+        (r for r in recs if "nsclc" in r.groups and not (small_cell and _icd_only(r.fact))),
         key=lambda r: r.start,
     )
     if not nsclc:
@@ -187,9 +239,12 @@ def expected_row(p: TruthPatient, cutoff: dt.date) -> dict[str, str] | None:
     row["patient_id"] = p.patient_id
     diag = nsclc[0].start
     primary = next((r.fact.laterality for r in nsclc if r.fact.laterality), None)
-    death = p.death_date if p.death_date and p.death_date <= cutoff else None
-    kept = _records(p, cutoff, shadowed=True)
-    alive = max([d for r in kept for d in (r.start, r.end) if d <= cutoff] + ([death] if death else []))
+    dates = activity_dates(p, cutoff)
+    if p.death_date and not p.death_known:  # death with unknown date: the latest activity date
+        death: dt.date | None = max(dates)
+    else:
+        death = p.death_date if p.death_date and p.death_date <= cutoff else None
+    alive = death or max(dates)
     row.update(in_cohort="false", death="true" if death else "false", last_alive_date=alive.isoformat())
     row["stage"] = _stage(recs)
     if row["stage"] not in _STAGE_III:
@@ -200,6 +255,10 @@ def expected_row(p: TruthPatient, cutoff: dt.date) -> dict[str, str] | None:
     crt: tuple[str, dt.date, dt.date] | None = None
     if course is not None:
         rs, re_, _ = course
+        # §2.1 chemo_procedure: a platinum date only without a chemo drug record in [RT start − 120 d, RT end]
+        window = rs - dt.timedelta(days=120)
+        if not any(r.fact.kind == "drug" and "chemo" in r.groups and window <= r.start <= re_ for r in recs):
+            platinum = sorted({*platinum, *(r.start for r in recs if "chemo_procedure" in r.groups)})
         if any(rs <= d <= re_ for d in platinum):
             crt = ("concurrent", rs, re_)
         else:
@@ -242,7 +301,8 @@ def expected_row(p: TruthPatient, cutoff: dt.date) -> dict[str, str] | None:
     field = frozenset(s for r in course[2] for s in (r.fact.site or "").split(";") if s) or _DEFAULT_FIELD
     salvage_end = rec + dt.timedelta(days=90)
     therapies = [
-        r.groups & {"radiotherapy", "stereotactic", "chemo", "immunotherapy", "targeted", "surgery"}
+        r.groups
+        & {"radiotherapy", "stereotactic", "chemo", "chemo_procedure", "immunotherapy", "targeted", "surgery"}
         for r in recs
         if rec <= r.start <= salvage_end
     ]

@@ -9,7 +9,6 @@ MedicationRequest-only ingredients, a durvalumab pause longer than 60 days.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -335,6 +334,7 @@ def build_history(
     censored = death > last_contact
     end = last_contact if censored else death
     p.death_date = None if censored else death
+    p.end = end
     if design == "cohort":
         pattern = p.intent["pattern"]
         r: dt.date | None = None
@@ -371,7 +371,7 @@ def build_history(
             continue
         if f.days and f.days[-1] > end:
             days = tuple(d for d in f.days if d <= end)
-            f = dataclasses.replace(f, days=days, end=days[-1], fractions=len(days))
+            f = f.evolve(days=days, end=days[-1], fractions=len(days))
         kept.append(f)
     kept.sort(key=lambda f: (f.start, f.kind))
-    p.facts = [dataclasses.replace(f, ref=f"{f.kind.replace('_', '-')}-{i + 1}") for i, f in enumerate(kept)]
+    p.facts = [f.evolve(ref=f"{f.kind.replace('_', '-')}-{i + 1}") for i, f in enumerate(kept)]

@@ -17,15 +17,25 @@ import numpy as np
 
 from .calibration import MONTH_DAYS, Calibration, oligo_rest_median
 
-__all__ = ["Fact", "Strata", "TruthPatient", "pick", "simulate", "weekdays_from"]
+__all__ = ["RUN_DAY", "Fact", "Strata", "TruthPatient", "pick", "simulate", "weekdays_from"]
+
+#: The earliest day a run of the tool can happen (the spec v2 date). Every synthetic date is
+#: earlier, except the deliberate "date in the future" records (decades later, spec §3.12) and
+#: the far-future end dates sites write for open stays.
+RUN_DAY = dt.date(2026, 11, 30)
 
 
 @dataclass(frozen=True)
 class Fact:
     """One clinical fact; ``excluded`` facts exist only in FHIR (entered-in-error, not-done, cancelled).
 
-    kind: nsclc | small_cell | stage | rt | combined | drug | progression | lesion | surgery.
-    ``variant`` picks the code idiom the renderers use (see vocabulary.py).
+    kind: nsclc | small_cell | stage | rt | combined | drug | progression | lesion | surgery |
+    chemo_proc (a chemotherapy administration without a drug) | activity (a record in no code
+    group: a visit, an ECOG score, a lab value …; ``variant`` names which, see idioms.py).
+    ``variant`` picks the code idiom the renderers use (see vocabulary.py); ``coding`` a spec-v2
+    coding idiom on top of it (idiom_codes.py); ``status`` the FHIR status of an excluded
+    activity record; ``encounter_end`` marks a record dated only through its Encounter
+    (period ``start`` … ``encounter_end``).
     """
 
     kind: str
@@ -45,11 +55,33 @@ class Fact:
     stereotactic: bool = False
     excluded: bool = False
     ref: str = ""
+    coding: str = ""
+    status: str = ""
+    encounter_end: dt.date | None = None
+
+    def evolve(self, **changes: object) -> Fact:
+        """A copy with ``changes`` (``dataclasses.replace`` without its per-call field checks: the
+        generator makes one per record)."""
+        new = object.__new__(Fact)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    @property
+    def number(self) -> int:
+        """The number in the fact's ref: a stable per-record choice for the renderers' variations."""
+        tail = self.ref.rsplit("-", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
 
 
 @dataclass
 class TruthPatient:
-    """A latent patient: facts, death, rendering style and the design intent (for diagnostics)."""
+    """A latent patient: facts, death, rendering style and the design intent (for diagnostics).
+
+    ``death_known`` False: the death is recorded without its date (FHIR deceasedBoolean, an OMOP
+    death row with NULL death_date); ``death_date`` keeps the latent date. ``end`` is the last
+    contact (or the death) the history was laid out to; ``idioms`` the spec-v2 idioms it carries.
+    """
 
     patient_id: str
     centre: int
@@ -60,6 +92,9 @@ class TruthPatient:
     facts: list[Fact] = field(default_factory=list)
     style: dict[str, str] = field(default_factory=dict)
     intent: dict[str, str] = field(default_factory=dict)
+    death_known: bool = True
+    end: dt.date | None = None
+    idioms: list[str] = field(default_factory=list)
 
 
 def weekdays_from(start: dt.date, n: int, step: int = 1) -> tuple[dt.date, ...]:
