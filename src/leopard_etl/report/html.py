@@ -62,11 +62,24 @@ def _hr(hr: Mapping[str, float | None]) -> str:
 
 def _km_section(key: str, title: str, samples: list[SurvivalSample], k: int | None,
                 xlabel: str) -> dict[str, Any]:
+    """A KM figure and its medians table. The report is shareable: a group of fewer than ``k``
+    patients is not drawn (no curve, no at-risk row); the table says so under it."""
+    from leopard_etl.report.plots import drawn_groups, not_drawn_reason
+
     rows = [median_row(s.group, km_median(s), k) for s in samples]
+    drawn, hidden = drawn_groups(samples, k)
     figure = None
-    if any(s.n for s in samples):
+    if any(s.n for s in drawn):
         figure = km_figure(samples, title=title, xlabel=xlabel, small_cell=k)
-    return {"key": key, "title": title, "figure": figure, "table": Table(key, title, _KM_HEADER, rows)}
+    notes = [f"{s.group}: {not_drawn_reason(s, k)}" + (" (small-cell rule)" if s.n else "")
+             for s in hidden] if any(s.n for s in samples) else []
+    if figure is None and any(s.n for s in samples):
+        empty = f"No curve drawn: every group has fewer than {k} patients (small-cell rule)."
+    else:
+        empty = "No patients in this group."
+    return {"key": key, "title": title, "figure": figure, "table": Table(key, title, _KM_HEADER, rows, notes),
+            "drawn": [s.group for s in drawn] if figure else [], "hidden": [s.group for s in hidden],
+            "small_cell": k, "empty": empty}
 
 
 def _prs_sections(cohort: pd.DataFrame, k: int | None) -> list[dict[str, Any]]:
