@@ -22,6 +22,7 @@ Persons:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert
@@ -346,3 +347,229 @@ def build_cdm(
             continue
         table = by_name[name]
         conn.execute(insert(table), [_fill(table, r) for r in rows])
+
+
+# --- spec v2 additions (activity records, undated and future rows, death without date, ICD-9) -----
+
+P4 = 1000004
+#: concepts the v2 fixture adds: ICD-9-CM diagnosis / ICD-9-CM procedure (dot after 2) / a drug
+#: outside every group / an inpatient visit / a device
+V2_CONCEPTS: list[tuple[int, str, str, str, str, str]] = [
+    (
+        300,
+        "Malignant neoplasm of lower lobe, bronchus or lung",
+        "Condition",
+        "ICD9CM",
+        "4-dig nonbill code",
+        "162.5",
+    ),
+    (301, "Teleradiotherapy using photons", "Procedure", "ICD9Proc", "4-dig billing code", "92.24"),
+    (302, "metformin", "Drug", "RxNorm", "Ingredient", "6809"),
+    (9201, "Inpatient Visit", "Visit", "Visit", "Visit", "IP"),
+    (303, "Implantable port", "Device", "SNOMED", "Physical Object", "706070003"),
+]
+
+#: the day of the run the v2 tests use (no explicit cutoff): later rows are "in the future"
+RUN_DAY = D(2022, 12, 31)
+
+
+def v2_rows() -> dict[str, list[dict[str, Any]]]:
+    """Rows added to the 5.4 fixture. Per row, what the v2 reader must make of it (RUN_DAY, no cutoff):
+
+    - condition 100 (P1): diabetes, no date → out of scope ("no date")
+    - condition 101 (P1): brain lesion, no date → quarantined ("no usable date")
+    - condition 102 (P1): brain lesion 2023-02-01 → quarantined (future); an event with a cutoff
+    - condition 110 / 113 / 114 (P2): ICD-9-CM source value "162.3" → nsclc; "922.4" (a chest
+      wall contusion, 92.24 as a procedure) → activity; ICD9CM source concept 162.5 → nsclc
+    - procedure 111 / 112 / 115 (P2): "16.22" (162.2 as a diagnosis) → activity; "92.24" →
+      radiotherapy; ICD9Proc source concept 92.24 → radiotherapy
+    - condition 120 (P4): screened only by the ICD-9-CM source value "162.9"
+    - drug 200 (P1): metformin 2021-01-01..2022-11-30 → activity by its start only
+    - visits 1, 2 (P1): 2022-05-01..03, and 2022-12-20..2023-01-10 spanning the day of the run
+      (counts by its start); visit 3 (orphan 1000009) → quarantined (unknown person)
+    - device 1 (P1): 2023-03-01 → quarantined (future); with a cutoff: read, after the bound
+    - death of P2 without a date → deceased, unknown date
+    """
+    return {
+        "condition_occurrence": [
+            dict(
+                condition_occurrence_id=100, person_id=P1, condition_concept_id=160, condition_start_date=None
+            ),
+            dict(
+                condition_occurrence_id=101, person_id=P1, condition_concept_id=120, condition_start_date=None
+            ),
+            dict(
+                condition_occurrence_id=102,
+                person_id=P1,
+                condition_concept_id=120,
+                condition_source_value="L7",
+                condition_start_date=D(2023, 2, 1),
+            ),
+            dict(
+                condition_occurrence_id=110,
+                person_id=P2,
+                condition_concept_id=0,
+                condition_source_value="162.3",
+                condition_start_date=D(2019, 5, 1),
+            ),
+            dict(
+                condition_occurrence_id=113,
+                person_id=P2,
+                condition_concept_id=0,
+                condition_source_value="922.4",
+                condition_start_date=D(2019, 6, 2),
+            ),
+            dict(
+                condition_occurrence_id=114,
+                person_id=P2,
+                condition_concept_id=0,
+                condition_source_concept_id=300,
+                condition_start_date=D(2019, 5, 2),
+            ),
+            dict(
+                condition_occurrence_id=120,
+                person_id=P4,
+                condition_concept_id=0,
+                condition_source_value="162.9",
+                condition_start_date=D(2018, 3, 3),
+            ),
+        ],
+        "procedure_occurrence": [
+            dict(
+                procedure_occurrence_id=111,
+                person_id=P2,
+                procedure_concept_id=0,
+                procedure_source_value="16.22",
+                procedure_date=D(2019, 6, 3),
+            ),
+            dict(
+                procedure_occurrence_id=112,
+                person_id=P2,
+                procedure_concept_id=0,
+                procedure_source_value="92.24",
+                procedure_date=D(2019, 6, 4),
+            ),
+            dict(
+                procedure_occurrence_id=115,
+                person_id=P2,
+                procedure_concept_id=0,
+                procedure_source_concept_id=301,
+                procedure_date=D(2019, 6, 5),
+            ),
+        ],
+        "drug_exposure": [
+            dict(
+                drug_exposure_id=200,
+                person_id=P1,
+                drug_concept_id=302,
+                drug_exposure_start_date=D(2021, 1, 1),
+                drug_exposure_end_date=D(2022, 11, 30),
+            ),
+        ],
+        "visit_occurrence": [
+            dict(
+                visit_occurrence_id=1,
+                person_id=P1,
+                visit_concept_id=9201,
+                visit_start_date=D(2022, 5, 1),
+                visit_end_date=D(2022, 5, 3),
+            ),
+            dict(
+                visit_occurrence_id=2,
+                person_id=P1,
+                visit_concept_id=9201,
+                visit_start_date=D(2022, 12, 20),
+                visit_end_date=D(2023, 1, 10),
+            ),
+            dict(
+                visit_occurrence_id=3,
+                person_id=ORPHAN,
+                visit_concept_id=9201,
+                visit_start_date=D(2020, 1, 1),
+                visit_end_date=D(2020, 1, 2),
+            ),
+        ],
+        "device_exposure": [
+            dict(
+                device_exposure_id=1,
+                person_id=P1,
+                device_concept_id=303,
+                device_exposure_start_date=D(2023, 3, 1),
+            ),
+        ],
+        "person": [dict(person_id=P4, gender_concept_id=8532, year_of_birth=1948)],
+        "death": [dict(person_id=P2, death_date=None)],
+    }
+
+
+#: date columns the v2 fixture leaves NULL (NOT NULL in the OHDSI DDL: real CDMs break that too)
+V2_NULLABLE = (("condition_occurrence", "condition_start_date"), ("death", "death_date"))
+
+
+def build_v2_cdm(
+    conn: Connection, cdm_schema: str | None = "cdm", vocab_schema: str | None = "vocab"
+) -> None:
+    """The 5.4 fixture plus :func:`v2_rows` (and their concepts)."""
+    build_cdm(conn, "5.4", cdm_schema, vocab_schema)
+    prefix = f"{cdm_schema}." if cdm_schema else ""
+    for table, col in V2_NULLABLE:
+        conn.exec_driver_sql(f"ALTER TABLE {prefix}{table} ALTER COLUMN {col} DROP NOT NULL")
+    add_rows(conn, v2_rows(), "5.4", cdm_schema, vocab_schema, concepts=V2_CONCEPTS)
+
+
+def add_rows(
+    conn: Connection,
+    rows: dict[str, list[dict[str, Any]]],
+    version: str = "5.4",
+    cdm_schema: str | None = "cdm",
+    vocab_schema: str | None = "vocab",
+    concepts: Sequence[tuple[int, str, str, str, str, str]] = (),
+) -> None:
+    """Insert more rows (and concepts) into a CDM built by :func:`build_cdm`."""
+    from leopard_etl.sources.omop.cdm import cdm_metadata
+
+    by_name = {t.name: t for t in cdm_metadata(version, cdm_schema, vocab_schema).sorted_tables}
+    extra = dict(rows)
+    if concepts:
+        extra["concept"] = [
+            dict(
+                concept_id=i,
+                concept_name=n,
+                domain_id=d,
+                vocabulary_id=v,
+                concept_class_id=c,
+                concept_code=code,
+                standard_concept="S",
+                valid_start_date=D(1970, 1, 1),
+                valid_end_date=D(2099, 12, 31),
+            )
+            for i, n, d, v, c, code in concepts
+        ]
+    for name, table_rows in extra.items():
+        table = by_name[name]
+        conn.execute(insert(table), [_fill(table, r) for r in table_rows])  # an explicit None stays NULL
+
+
+def v2_table_rows() -> dict[str, list[dict[str, Any]]]:
+    """Every row of the v2 fixture CDM per table, every column set (NULL where not given)."""
+    from leopard_etl.sources.omop.cdm import cdm_metadata
+
+    by_name = {t.name: t for t in cdm_metadata("5.4").sorted_tables}
+    rows = _rows("5.4")
+    for name, extra in v2_rows().items():
+        rows.setdefault(name, []).extend(extra)
+    rows["concept"].extend(
+        dict(
+            concept_id=i,
+            concept_name=n,
+            domain_id=d,
+            vocabulary_id=v,
+            concept_class_id=c,
+            concept_code=code,
+            standard_concept="S",
+            valid_start_date=D(1970, 1, 1),
+            valid_end_date=D(2099, 12, 31),
+        )
+        for i, n, d, v, c, code in V2_CONCEPTS
+    )
+    return {name: [_fill(by_name[name], r) for r in table_rows] for name, table_rows in rows.items()}

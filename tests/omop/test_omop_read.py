@@ -12,6 +12,7 @@ from leopard_etl.mappings import CodeMatcher, load_mappings
 from leopard_etl.sources.omop import OmopReadReport, read_omop
 
 D = dt.date
+UNMATCHED_KEYS = {"record_type", "system", "code", "display", "n_records", "n_patients"}
 
 
 @pytest.fixture(scope="module")
@@ -80,22 +81,59 @@ def _check_fixture(sink: EventSink, report: OmopReadReport, ev: dict[str, Event]
     assert (op.kind, op.end) == ("observation_period", D(2022, 6, 30))
 
     # push-down: the diabetes rows, person 1000003's rows and the T-category never left the database
+    # one by one: 1000003 is not screened, the others are activity records (spec §1 v2), aggregated
     for absent in ("condition_occurrence/3", "condition_occurrence/5", "drug_exposure/23", "measurement/36"):
         assert f"omop:{absent}" not in ev
-    assert report.left["condition_occurrence"] == 4 and report.held["condition_occurrence"] == 6
+    assert not any(e.patient_id == "1000003" for e in sink.events)
+    activity = {e.source: e for e in sink.events if e.groups == "" and e.kind != "observation_period"}
+    assert {s: (e.kind, e.start, e.end) for s, e in activity.items()} == {
+        "omop:condition_occurrence/latest/1000001": ("condition", D(2020, 2, 1), None),
+        "omop:measurement/latest/1000002": ("observation", D(2019, 5, 7), None),
+        "omop:observation/latest/1000002": ("observation", D(2019, 9, 1), None),
+    }
+    # rows considered: every row of the screened persons (1000001, 1000002, the orphan 1000009)
+    episode = 1 if version == "5.4" else 0
+    assert report.read == {
+        "person": 2,
+        "death": 1,
+        "observation_period": 2,
+        "condition_occurrence": 5,
+        "procedure_occurrence": 3,
+        "drug_exposure": 3,
+        "measurement": 7,
+        "observation": 1,
+        **({"episode": 1} if version == "5.4" else {}),
+        "visit_occurrence": 0,  # the optional activity tables: present, empty
+        "visit_detail": 0,
+        "device_exposure": 0,
+    }
+    # rows that left: candidates one by one + one aggregate row per person and table with activity
+    assert report.left["condition_occurrence"] == 4 + 1 and report.held["condition_occurrence"] == 6
     assert report.left["drug_exposure"] == 3 and report.held["drug_exposure"] == 4
-    assert report.left["measurement"] == 6 and report.held["measurement"] == 7
+    assert report.left["measurement"] == 6 + 1 and report.held["measurement"] == 7
+    assert report.left["observation"] == 1 + 1 and report.held["observation"] == 1
     assert report.left["person"] == 2 and report.held["person"] == 3
     assert report.screened_persons == 2  # the orphan condition has no person row: not a screened person
     assert report.cdm_version == version
 
-    # accounting: orphan condition quarantined, disease status "improved" out of scope
+    # accounting: the orphan condition is quarantined; the disease status "improved" is activity
     st = sink.stats
-    assert st.balanced() and st.quarantined == 1 and st.out_of_scope == 1
-    assert st.out_of_scope_reasons == {"no code group": 1}
-    assert sink.quarantined[0].location == "omop:condition_occurrence/6"
-    assert st.read == sum(report.left.values()) - report.left["death"]
+    assert st.balanced() and st.quarantined == 1 and st.out_of_scope == 0
+    assert st.read == sum(report.read.values()) == 24 + episode
+    assert st.in_scope == st.read - 1
+    q = sink.quarantined[0]
+    assert (q.location, q.record_id) == ("omop:condition_occurrence/6", "condition_occurrence/6")
+    assert q.reason == "person_id not in the person table"
     assert sink.watermark == "2021-03-02"
+    unmatched = {(u["record_type"], u["system"], u["code"]): u for u in sink.unmatched_codes}
+    assert set(unmatched) == {
+        ("condition_occurrence", "SNOMED", "73211009"),
+        ("measurement", "Cancer Modifier", "c-8th_AJCC/UICC-T1a"),
+        ("observation", "LOINC", "97509-4"),
+    }
+    diabetes = unmatched[("condition_occurrence", "SNOMED", "73211009")]
+    assert (diabetes["display"], diabetes["n_records"], diabetes["n_patients"]) == ("Diabetes mellitus", 1, 1)
+    assert all(set(u) == UNMATCHED_KEYS for u in unmatched.values())
 
 
 @pytest.mark.parametrize("version", ["5.4", "5.3"])
@@ -134,6 +172,7 @@ def test_since_keeps_later_rows_only(duckdb_cdm: Callable[..., str], matcher: Co
     sink, _report, ev = _read(duckdb_cdm("5.4"), matcher, "cdm", "vocab", since=D(2021, 1, 1))
     clinical = sorted(s for s, e in ev.items() if e.kind != "observation_period")
     assert clinical == ["omop:condition_occurrence/2", "omop:episode/60", "omop:measurement/31"]
+    # no activity row starts on or after since: no activity event
     assert len(sink.patients) == 2 and sink.stats.balanced()
 
 

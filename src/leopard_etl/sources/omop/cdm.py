@@ -2,9 +2,10 @@
 
 Defined once as SQLAlchemy Core metadata (columns, types and NOT NULLs as in the
 OHDSI CommonDataModel DDL for v5.4; v5.3 differs by the columns listed in
-``_V54_ONLY`` and by having no episode tables). Used by the synthetic generator to
-build test CDMs in DuckDB/PostgreSQL and by the adapter to check that an instance
-has what it needs. Not a full CDM: only the tables of spec §1.
+``_V54_ONLY`` / ``_V53_ONLY`` and by having no episode tables). Used by the synthetic
+generator to build test CDMs in DuckDB/PostgreSQL and by the adapter to check that an
+instance has what it needs. Not a full CDM: only the tables of spec §1 (v2: with the
+activity-only tables visit_occurrence, visit_detail, device_exposure).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ CDM_TABLES = (
     "observation",
     "episode",
     "episode_event",
+    "visit_occurrence",
+    "visit_detail",
+    "device_exposure",
 )
 VOCAB_TABLES = ("concept", "concept_ancestor")
 
@@ -42,6 +46,31 @@ _V54_ONLY = {
     ("observation", "value_source_value"),
     ("observation", "observation_event_id"),
     ("observation", "obs_event_field_concept_id"),
+    ("visit_occurrence", "admitted_from_concept_id"),
+    ("visit_occurrence", "admitted_from_source_value"),
+    ("visit_occurrence", "discharged_to_concept_id"),
+    ("visit_occurrence", "discharged_to_source_value"),
+    ("visit_detail", "admitted_from_concept_id"),
+    ("visit_detail", "admitted_from_source_value"),
+    ("visit_detail", "discharged_to_concept_id"),
+    ("visit_detail", "discharged_to_source_value"),
+    ("visit_detail", "parent_visit_detail_id"),
+    ("device_exposure", "production_id"),
+    ("device_exposure", "unit_concept_id"),
+    ("device_exposure", "unit_source_value"),
+    ("device_exposure", "unit_source_concept_id"),
+}
+#: (table, column) present in v5.3 only (renamed in v5.4).
+_V53_ONLY = {
+    ("visit_occurrence", "admitting_source_concept_id"),
+    ("visit_occurrence", "admitting_source_value"),
+    ("visit_occurrence", "discharge_to_concept_id"),
+    ("visit_occurrence", "discharge_to_source_value"),
+    ("visit_detail", "admitting_source_concept_id"),
+    ("visit_detail", "admitting_source_value"),
+    ("visit_detail", "discharge_to_concept_id"),
+    ("visit_detail", "discharge_to_source_value"),
+    ("visit_detail", "visit_detail_parent_id"),
 }
 
 
@@ -220,6 +249,76 @@ def _columns(version: str) -> dict[str, list[Column[Any]]]:
             _i("event_id", False),
             _i("episode_event_field_concept_id", False),
         ],
+        "visit_occurrence": [
+            _i("visit_occurrence_id", False),
+            _i("person_id", False),
+            _i("visit_concept_id", False),
+            Column("visit_start_date", Date, nullable=False),
+            Column("visit_start_datetime", DateTime),
+            Column("visit_end_date", Date, nullable=False),
+            Column("visit_end_datetime", DateTime),
+            _i("visit_type_concept_id", False),
+            _i("provider_id"),
+            _i("care_site_id"),
+            _s("visit_source_value"),
+            _i("visit_source_concept_id"),
+            _i("admitting_source_concept_id"),
+            _s("admitting_source_value"),
+            _i("discharge_to_concept_id"),
+            _s("discharge_to_source_value"),
+            _i("admitted_from_concept_id"),
+            _s("admitted_from_source_value"),
+            _i("discharged_to_concept_id"),
+            _s("discharged_to_source_value"),
+            _i("preceding_visit_occurrence_id"),
+        ],
+        "visit_detail": [
+            _i("visit_detail_id", False),
+            _i("person_id", False),
+            _i("visit_detail_concept_id", False),
+            Column("visit_detail_start_date", Date, nullable=False),
+            Column("visit_detail_start_datetime", DateTime),
+            Column("visit_detail_end_date", Date, nullable=False),
+            Column("visit_detail_end_datetime", DateTime),
+            _i("visit_detail_type_concept_id", False),
+            _i("provider_id"),
+            _i("care_site_id"),
+            _s("visit_detail_source_value"),
+            _i("visit_detail_source_concept_id"),
+            _i("admitting_source_concept_id"),
+            _s("admitting_source_value"),
+            _i("discharge_to_concept_id"),
+            _s("discharge_to_source_value"),
+            _i("admitted_from_concept_id"),
+            _s("admitted_from_source_value"),
+            _i("discharged_to_concept_id"),
+            _s("discharged_to_source_value"),
+            _i("preceding_visit_detail_id"),
+            _i("visit_detail_parent_id"),
+            _i("parent_visit_detail_id"),
+            _i("visit_occurrence_id", False),
+        ],
+        "device_exposure": [
+            _i("device_exposure_id", False),
+            _i("person_id", False),
+            _i("device_concept_id", False),
+            Column("device_exposure_start_date", Date, nullable=False),
+            Column("device_exposure_start_datetime", DateTime),
+            Column("device_exposure_end_date", Date),
+            Column("device_exposure_end_datetime", DateTime),
+            _i("device_type_concept_id", False),
+            _s("unique_device_id", 255),
+            _s("production_id", 255),
+            _i("quantity"),
+            _i("provider_id"),
+            _i("visit_occurrence_id"),
+            _i("visit_detail_id"),
+            _s("device_source_value"),
+            _i("device_source_concept_id"),
+            _i("unit_concept_id"),
+            _s("unit_source_value"),
+            _i("unit_source_concept_id"),
+        ],
         "concept": [
             _i("concept_id", False),
             Column("concept_name", String(255), nullable=False),
@@ -242,10 +341,13 @@ def _columns(version: str) -> dict[str, list[Column[Any]]]:
     if version == "5.3":
         for table in ("episode", "episode_event"):
             del cols[table]
-        for table, column in _V54_ONLY:
-            cols[table] = [c for c in cols[table] if c.name != column]
-    elif version != "5.4":
+        drop = _V54_ONLY
+    elif version == "5.4":
+        drop = _V53_ONLY
+    else:
         raise ValueError(f"unsupported CDM version {version!r} (5.3 or 5.4)")
+    for table, column in drop:
+        cols[table] = [c for c in cols[table] if c.name != column]
     return cols
 
 

@@ -20,15 +20,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, column, or_, select, table
+from sqlalchemy import BigInteger, String, and_, case, cast, column, func, or_, select, table
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
 from ...mappings import SCREENING_GROUPS, CodeMatcher, GroupEntry
 
-__all__ = ["CANCER_MODIFIER", "Coding", "ConceptSet", "resolve_concepts", "stage_from_name"]
+__all__ = [
+    "CANCER_MODIFIER",
+    "SOURCE_VALUE_VOCABULARIES",
+    "Coding",
+    "ConceptSet",
+    "resolve_concepts",
+    "source_value_systems",
+    "stage_from_name",
+]
 
 Coding = tuple[str, str]
 
@@ -50,12 +59,14 @@ class ConceptSet:
     extra_groups: dict[int, frozenset[str]] = field(default_factory=dict)
     stages: dict[int, str] = field(default_factory=dict)
     nsclc: set[int] = field(default_factory=set)
-    #: LIKE patterns for ``*_source_value`` (ICD-10-CM dotted/undotted, CPT) and whether they are nsclc
-    source_patterns: list[tuple[str, bool]] = field(default_factory=list)
-    #: ICD-10-CM / CPT system keys a source value is read as
-    source_systems: tuple[str, ...] = ()
+    #: (table, LIKE pattern, is nsclc) that find ``*_source_value`` holding a code of a group
+    source_patterns: list[tuple[str, str, bool]] = field(default_factory=list)
+    #: table -> system keys its ``*_source_value`` is read as (SOURCE_VALUE_VOCABULARIES)
+    source_systems: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: number of concepts resolved directly / as descendants / by Cancer Modifier class
     counts: dict[str, int] = field(default_factory=dict)
+    #: codings a descendant holds from its ancestors (a drug matched through one is a ``product``)
+    inherited: dict[int, frozenset[Coding]] = field(default_factory=dict)
 
     def add(self, concept_id: int, codings: Iterable[Coding]) -> None:
         merged = list(self.codings.get(concept_id, ()))
@@ -73,16 +84,43 @@ def stage_from_name(matcher: CodeMatcher, name: str) -> str | None:
     return matcher.cancer_modifier_stage(name)  # the pattern lives in mappings/stage.yaml
 
 
-def _dotted(code: str) -> str:
-    """ICD-10 codes sit in ``concept`` with their dot after the category: ``C3411`` → ``C34.11``."""
-    return code[:3] + "." + code[3:] if len(code) > 3 and "." not in code else code
+#: *(spec §1 v2)* ``*_source_value`` is read as code text of these vocabularies (OMOP vocabulary
+#: ids, mapped to system keys through systems.yaml): diagnosis codes on condition_occurrence,
+#: procedure codes on procedure_occurrence — ICD-9-CM diagnoses and procedures collide once the
+#: dot is gone (162.2 / 16.22), so each is read only on its own table. The first key of a table
+#: names the event's coding when several match (ICD-10-CM, as in v1).
+SOURCE_VALUE_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "condition_occurrence": ("ICD10CM", "ICD10", "ICD10GM", "ICD9CM"),
+    "procedure_occurrence": ("CPT4", "ICD10PCS", "OPS", "ICD9Proc"),
+}
+
+
+def _dot_after(omop_vocabularies: Iterable[str], code: str) -> int:
+    """Where a dot-stripped code gets its dot back in ``concept.concept_code``.
+
+    ICD-10 and ICD-9-CM diagnoses after the 3-character category (``C34.11``, ``162.2``),
+    ICD-9-CM E codes after 4 (``E888.9``), ICD-9-CM procedures after 2 (``92.21``).
+    """
+    vocabularies = set(omop_vocabularies)
+    if "ICD9Proc" in vocabularies:
+        return 2
+    if "ICD9CM" in vocabularies and code.startswith("E"):
+        return 4
+    return 3
+
+
+def _dotted(code: str, after: int = 3) -> str:
+    """ICD codes sit in ``concept`` with their dot: ``C3411`` → ``C34.11``, ``9221`` → ``92.21``."""
+    return code[:after] + "." + code[after:] if len(code) > after and "." not in code else code
 
 
 def _like_escape(code: str) -> str:
     return code.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _patterns(entry: GroupEntry, strip_dots: bool, escape: bool = True) -> tuple[set[str], set[str]]:
+def _patterns(
+    entry: GroupEntry, strip_dots: bool, escape: bool = True, dot_after: int = 3
+) -> tuple[set[str], set[str]]:
     """(exact codes, LIKE patterns) that find the entry's concepts in ``concept.concept_code``.
 
     Without ``escape`` a literal ``_`` or ``%`` in a code stays a wildcard: harmless over-inclusion
@@ -90,11 +128,11 @@ def _patterns(entry: GroupEntry, strip_dots: bool, escape: bool = True) -> tuple
     """
     esc = _like_escape if escape else (lambda c: c)
     if entry.match == "exact":
-        return ({entry.code, _dotted(entry.code)} if strip_dots else {entry.code}), set()
+        return ({entry.code, _dotted(entry.code, dot_after)} if strip_dots else {entry.code}), set()
     if entry.match == "prefix":
         likes = {esc(entry.code) + "%"}
         if strip_dots:
-            likes.add(esc(_dotted(entry.code)) + "%")
+            likes.add(esc(_dotted(entry.code, dot_after)) + "%")
         return set(), likes
     # pattern: "?" is one character (ICD-10-PCS D?2*), the rest a prefix
     return set(), {"_".join(esc(part) for part in entry.code.split("?")) + "%"}
@@ -105,8 +143,14 @@ def _batches(items: Sequence[int]) -> Iterator[Sequence[int]]:
         yield items[i : i + _BATCH]
 
 
-def resolve_concepts(conn: Connection, matcher: CodeMatcher, vocab_schema: str | None) -> ConceptSet:
-    """Resolve every group entry (plus descendants and Cancer Modifier classes) to concept ids."""
+def resolve_concepts(
+    conn: Connection, matcher: CodeMatcher, vocab_schema: str | None, code_type: str | None = None
+) -> ConceptSet:
+    """Resolve every group entry (plus descendants and Cancer Modifier classes) to concept ids.
+
+    ``code_type`` is the type class of ``concept.concept_code`` (columns.py); a vocabulary loaded
+    by type inference may hold it as a number, which is then compared as text.
+    """
     m = matcher.mappings
     concept = table(
         "concept",
@@ -123,6 +167,7 @@ def resolve_concepts(conn: Connection, matcher: CodeMatcher, vocab_schema: str |
         column("descendant_concept_id"),
         schema=vocab_schema,
     )
+    code_col = _code_text(concept.c.concept_code, code_type)
     cs = ConceptSet()
     # system key -> vocabulary ids, and which keys are read by concept id (the "omop" system)
     by_id = {k for k, s in m.systems.items() if s.by_concept_id}
@@ -134,9 +179,8 @@ def resolve_concepts(conn: Connection, matcher: CodeMatcher, vocab_schema: str |
             if e.code.isdigit():
                 direct_ids.setdefault(int(e.code), []).append((e.system, e.code))
             continue
-        strip = any(s.strip_dots for s in members)
-        exact, likes = _patterns(e, strip)
         for s in members:
+            exact, likes = _patterns(e, s.strip_dots, dot_after=_dot_after(s.omop, e.code))
             for vocab in s.omop:
                 ex, lk = probes.setdefault(vocab, (set(), set()))
                 ex |= exact
@@ -145,17 +189,13 @@ def resolve_concepts(conn: Connection, matcher: CodeMatcher, vocab_schema: str |
     # 1. entries by (vocabulary_id, concept_code): exact codes, dotted or not, and prefixes via LIKE
     conditions: list[ColumnElement[bool]] = []
     for vocab, (exact, likes) in sorted(probes.items()):
-        code_terms: list[ColumnElement[bool]] = [
-            concept.c.concept_code.like(p, escape="\\") for p in sorted(likes)
-        ]
+        code_terms: list[ColumnElement[bool]] = [code_col.like(p, escape="\\") for p in sorted(likes)]
         if exact:
-            code_terms.append(concept.c.concept_code.in_(sorted(exact)))
+            code_terms.append(code_col.in_(sorted(exact)))
         conditions.append(and_(concept.c.vocabulary_id == vocab, or_(*code_terms)))
     direct = 0
     if conditions:
-        q = select(concept.c.concept_id, concept.c.vocabulary_id, concept.c.concept_code).where(
-            or_(*conditions)
-        )
+        q = select(concept.c.concept_id, concept.c.vocabulary_id, code_col).where(or_(*conditions))
         for raw_id, vocab, code in conn.execute(q):
             for own in _own_coding(matcher, by_id, int(raw_id), vocab, code):
                 if matcher.match_any([own])[0] or _has_values_entry(matcher, own):
@@ -171,7 +211,7 @@ def resolve_concepts(conn: Connection, matcher: CodeMatcher, vocab_schema: str |
             stage = matcher.entry_stage(system, code)
             if stage and cid not in cs.stages:
                 cs.stages[cid] = stage
-    descendants = _add_descendants(conn, matcher, cs, concept, ancestor, by_id)
+    descendants = _add_descendants(conn, matcher, cs, concept, ancestor, by_id, code_col)
     cs.nsclc = {
         cid for cid, codings in cs.codings.items() if matcher.match_any(codings)[0] & SCREENING_GROUPS
     }
@@ -204,21 +244,51 @@ def _wants_descendants(matcher: CodeMatcher, cs: ConceptSet, cid: int) -> bool:
     return any(matcher.mappings.omop_descendants(g) for g in groups)
 
 
+def source_value_systems(matcher: CodeMatcher) -> dict[str, tuple[str, ...]]:
+    """Table -> the system keys its ``*_source_value`` is read as (those systems.yaml has).
+
+    A key restricted to some record types (``records`` in systems.yaml) is used only on those.
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for record, vocabularies in SOURCE_VALUE_VOCABULARIES.items():
+        keys: list[str] = []
+        for vocabulary in vocabularies:
+            key = matcher.system_for_omop(vocabulary)
+            info = matcher.mappings.systems.get(key) if key else None
+            records = tuple(getattr(info, "records", ()) or ())
+            if key and key not in keys and (not records or record in records):
+                keys.append(key)
+        out[record] = tuple(keys)
+    return out
+
+
 def _source_value_patterns(matcher: CodeMatcher, cs: ConceptSet) -> None:
-    """LIKE patterns that find ``*_source_value`` holding an ICD-10-CM or CPT code of the groups."""
+    """LIKE patterns that find ``*_source_value`` holding a code of a group, per table."""
     m = matcher.mappings
-    keys = [k for k in (matcher.system_for_omop("ICD10CM"), matcher.system_for_omop("CPT4")) if k]
-    cs.source_systems = tuple(keys)
-    families = {k for k in keys} | {m.systems[k].family for k in keys}
-    patterns: dict[str, bool] = {}
-    for e in m.entries:
-        if e.system not in families:
-            continue
-        strip = any(m.systems[k].strip_dots for k in keys if e.system in (k, m.systems[k].family))
-        exact, likes = _patterns(e, strip, escape=False)
-        for p in sorted(exact | likes):
-            patterns[p] = patterns.get(p, False) or e.group in SCREENING_GROUPS
-    cs.source_patterns = sorted(patterns.items())
+    cs.source_systems = source_value_systems(matcher)
+    patterns: dict[tuple[str, str], bool] = {}
+    for record, keys in cs.source_systems.items():
+        for e in m.entries:
+            for k in keys:
+                info = m.systems[k]
+                if e.system not in (k, info.family):
+                    continue
+                exact, likes = _patterns(
+                    e, info.strip_dots, escape=False, dot_after=_dot_after(info.omop, e.code)
+                )
+                for p in sorted(exact | likes):
+                    key = (record, p)
+                    patterns[key] = patterns.get(key, False) or e.group in SCREENING_GROUPS
+    cs.source_patterns = sorted((t, p, n) for (t, p), n in patterns.items())
+
+
+def _code_text(col: ColumnElement[Any], code_type: str | None) -> ColumnElement[Any]:
+    """``concept.concept_code`` as text whatever its stored type (a number when loaded by inference)."""
+    if code_type in (None, "text"):
+        return col
+    if code_type == "float":
+        return case((col == func.floor(col), cast(cast(col, BigInteger), String)), else_=cast(col, String))
+    return cast(col, String)
 
 
 def _own_coding(
@@ -268,6 +338,7 @@ def _add_descendants(
     concept: TableClause,
     ancestor: TableClause,
     by_id: set[str],
+    code_col: ColumnElement[Any],
 ) -> int:
     """Descendants (concept_ancestor) of the concepts of groups marked omop_descendants.
 
@@ -282,7 +353,7 @@ def _add_descendants(
                 ancestor.c.ancestor_concept_id,
                 concept.c.concept_id,
                 concept.c.vocabulary_id,
-                concept.c.concept_code,
+                code_col,
             )
             .select_from(ancestor.join(concept, concept.c.concept_id == ancestor.c.descendant_concept_id))
             .where(
@@ -294,7 +365,10 @@ def _add_descendants(
             anc, cid = int(raw_anc), int(raw_id)
             if cid not in cs.codings:
                 added += 1
-            cs.add(cid, _own_coding(matcher, by_id, cid, vocab, code) + list(cs.codings[anc]))
+            own = _own_coding(matcher, by_id, cid, vocab, code)
+            from_ancestor = frozenset(cs.codings[anc]) - frozenset(own) - frozenset(cs.codings.get(cid, ()))
+            cs.inherited[cid] = cs.inherited.get(cid, frozenset()) | from_ancestor
+            cs.add(cid, own + list(cs.codings[anc]))
             if anc in cs.extra_groups:
                 cs.add_groups(cid, cs.extra_groups[anc])
             if anc in cs.stages and cid not in cs.stages:

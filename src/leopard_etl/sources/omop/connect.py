@@ -21,13 +21,23 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from ...errors import ConfigError, SourceError
 from .cdm import CDM_TABLES, VOCAB_TABLES
 
-__all__ = ["CdmLayout", "check_identifier", "describe_url", "inspect_cdm", "open_engine", "table_prefix"]
+__all__ = [
+    "ACTIVITY_ONLY",
+    "CdmLayout",
+    "check_identifier",
+    "describe_url",
+    "inspect_cdm",
+    "open_engine",
+    "table_prefix",
+]
 
 #: A plain SQL identifier; ``catalog.schema`` (SQL Server, Databricks) is two of them.
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
-#: Tables spec §1 needs in the CDM schema (episode tables are optional, v5.4).
-OPTIONAL_CDM = ("episode", "episode_event")
+#: Tables spec §1 needs in the CDM schema (episode tables are optional, v5.4; the activity-only
+#: tables of spec v2 are read when present).
+ACTIVITY_ONLY = ("visit_occurrence", "visit_detail", "device_exposure")
+OPTIONAL_CDM = ("episode", "episode_event", *ACTIVITY_ONLY)
 REQUIRED_CDM = tuple(t for t in CDM_TABLES if t not in OPTIONAL_CDM)
 REQUIRED_VOCAB = VOCAB_TABLES
 
@@ -111,6 +121,8 @@ class CdmLayout:
     has_procedure_end: bool
     #: episode_event is only counted (no rule needs it); episodes are read without it
     has_episode_event: bool = False
+    #: the activity-only tables (visit_occurrence, visit_detail, device_exposure) this CDM has
+    activity_only: tuple[str, ...] = ()
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -118,7 +130,7 @@ class CdmLayout:
         optional = (("episode",) if self.has_episodes else ()) + (
             ("episode_event",) if self.has_episode_event else ()
         )
-        return REQUIRED_CDM + optional
+        return REQUIRED_CDM + optional + self.activity_only
 
 
 def _tables(conn: Connection, schema: str | None, what: str) -> set[str]:
@@ -166,4 +178,5 @@ def inspect_cdm(conn: Connection, cdm_schema: str | None, vocab_schema: str | No
         has_episodes,
         "procedure_end_date" in columns,
         has_episode_event="episode_event" in cdm_tables,
+        activity_only=tuple(t for t in ACTIVITY_ONLY if t in cdm_tables),
     )
