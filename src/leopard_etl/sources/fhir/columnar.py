@@ -36,6 +36,7 @@ caches are bounded; Bundle files are streamed entry by entry (:mod:`.bundle_stre
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -51,19 +52,22 @@ import pyarrow.compute as pc
 from ...errors import SourceError
 from ...events import EVENT_COLUMNS, Event, EventSink
 from ...mappings import CodeMatcher
+from .bundle_stream import DiskUrns, NotStreamable, split_bundle
 from .columnar_codes import UNDECIDED, WAIT, LeafJudge, lesion_id
 from .columnar_rows import as_events, chunks, encode, events_of, line_starts, object_array, type_groups
-from .columnar_sql import ID_SQL, TYPE_SQL, TYPED, type_sql
-from .files import expand_paths, feed_bundle, feed_file, is_export_log, skip_export_log
+from .columnar_sql import ID_SQL, TYPE_SQL, TYPED, entry_id_sql, entry_type_sql, type_sql
+from .files import _entry_id, expand_paths, feed_bundle, feed_file, is_export_log, skip_export_log
 from .parse import ACTIVITY_ONLY, EVENT_KIND, FhirRecordReader, _file_of, medication_codes
 
-__all__ = ["CHUNK_BYTES", "DUCKDB_MEMORY", "NDJSON_SUFFIXES", "read_ndjson_columnar"]
+__all__ = ["CHUNK_BYTES", "DUCKDB_MEMORY", "NDJSON_SUFFIXES", "STREAM_BYTES", "read_ndjson_columnar"]
 
 log = logging.getLogger(__name__)
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 #: bytes of (decompressed) input per DuckDB pass; bounds memory, keeps Arrow int32 offsets valid
 CHUNK_BYTES = 32 << 20
+#: a ``.json`` document at least this large (uncompressed, estimated for ``.gz``) is streamed
+STREAM_BYTES = 8 << 20
 #: memory the reader's DuckDB connection may use before it spills to its scratch folder
 DUCKDB_MEMORY = "256MB"
 _MED_LINE = b'{"resourceType":"Medication",'
@@ -93,7 +97,8 @@ def read_ndjson_columnar(
 ) -> None:
     """Read FHIR files and folders into ``sink`` exactly as ``read_fhir_files`` would (no validation).
 
-    NDJSON files take the columnar path; ``.json`` documents (Bundles) the Python reader's.
+    NDJSON files and Bundle documents (streamed entry by entry, :mod:`.bundle_stream`) take the
+    columnar path; other ``.json`` documents the Python reader's.
     """
     reader = FhirRecordReader(matcher, sink, track_touched=False)
     given = {Path(p) for p in paths}
@@ -105,7 +110,7 @@ def read_ndjson_columnar(
             if is_export_log(path):
                 skip_export_log(reader, path)
             elif path.name.endswith((".json", ".json.gz")):
-                feed_file(reader, path, found_in_folder=path not in given)
+                columnar.feed_document(path, found_in_folder=path not in given)
             else:
                 columnar.feed_file(path)
         columnar.read_later()
@@ -131,6 +136,7 @@ class _Columnar:
         #: code group take their Encounter's start, and may come before or after it
         self.con.execute("CREATE TABLE encounter_start (id VARCHAR, start VARCHAR, seq BIGINT)")
         self._encounters = self._mark = 0
+        self._bundles = 0
         self.arrow_sink = getattr(self.sink, "event_table", None)
         #: lines naming a Medication not read yet (read again at the end), with their locations
         self._later: tuple[IO[bytes], IO[bytes]] | None = (
@@ -160,6 +166,66 @@ class _Columnar:
                 f"cannot read {path}: {type(exc).__name__}: {exc}",
                 fix="check the file is complete (a truncated .gz cannot be read)",
             ) from None
+
+    def feed_document(self, path: Path, *, found_in_folder: bool) -> None:
+        """A ``.json`` document: a large Bundle is streamed (two passes), anything else read whole.
+
+        A small file is read whole (:data:`STREAM_BYTES`): a few DuckDB queries per file would cost more
+        than the Python reader on a per-patient Bundle, and its memory is bounded by the file.
+        """
+        size = path.stat().st_size * (8 if path.name.endswith(".gz") else 1)
+        if size < STREAM_BYTES:
+            feed_file(self.reader, path, found_in_folder=found_in_folder)
+            return
+        self._bundles += 1
+        folder = self.scratch / f"bundle-{self._bundles}"
+        folder.mkdir()
+        table = f"urns_{self._bundles}"
+        try:
+            n = split_bundle(path, folder, self.con, f"{table}_all")
+        except NotStreamable as why:
+            log.debug("%s read whole: %s", path, why)
+            feed_file(self.reader, path, found_in_folder=found_in_folder)
+            return
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SourceError(
+                f"cannot read {path}: {type(exc).__name__}: {exc}",
+                fix="check the file is complete (a truncated .gz cannot be read)",
+            ) from None
+        self.con.execute(
+            f"CREATE TABLE {table} AS SELECT url, arg_max(rtype, i) AS rtype, arg_max(rid, i) AS rid "
+            f"FROM {table}_all GROUP BY url"
+        )
+        self.con.execute(f"DROP TABLE {table}_all")
+        (count,) = self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
+        urns = DiskUrns(self.con, table, int(count))
+        where = str(path)
+        with (folder / "entries.index").open("rb") as index:
+            for data in chunks(folder / "entries.ndjson", self.chunk_bytes) if n else ():
+                starts = line_starts(data)
+                element = np.frombuffer(index.read(8 * (len(starts) - 1)), dtype=np.int64)
+                bundle = _Bundle(self, urns, self._bundles, table, where, element)
+                self._entries(data, starts, bundle)
+                self.resolve_encounters()
+        for name in ("entries.ndjson", "entries.index"):
+            (folder / name).unlink()
+
+    def _entries(self, data: bytes, starts: Any, bundle: _Bundle) -> None:
+        """The entries of a Bundle (one per line): grouped by their resource's type, Medications first."""
+        n = len(starts) - 1
+        lines = pa.StringArray.from_buffers(n, pa.py_buffer(starts.astype(np.int32)), pa.py_buffer(data))
+        idx, values = encode(self._query(entry_type_sql(), lines).column("rt"))
+        names = [self.judge.resource_type(v)[1] for v in values] + [""]
+        groups: dict[str, list[Any]] = {}
+        for j, name in enumerate(names):
+            found = np.flatnonzero(idx == j)
+            if len(found):
+                groups.setdefault(name if name in TYPED else "", []).append(found)
+        for rtype in sorted(groups, key=lambda t: t in TYPED):  # Patients and Medications first
+            rows = np.sort(np.concatenate(groups[rtype]))
+            sub = lines if len(rows) == n else lines.take(pa.array(rows))
+            sql = type_sql(rtype, bundle.serial, bundle.table) if rtype in TYPED else entry_id_sql()
+            self._decide(self._query(sql, sub), _EntryRows(data, starts, rows, bundle), rtype in TYPED)
 
     def _chunk(self, data: bytes, where: str, first: int) -> int:
         """Read the lines of ``data`` numbered from ``first``; returns the next line number."""
@@ -232,10 +298,11 @@ class _Columnar:
                 if len(found):
                     key = name if name in TYPED else ""
                     groups[key] = np.sort(np.concatenate([groups[key], found])) if key in groups else found
-        for rtype, rows in groups.items():
+        for rtype in sorted(groups, key=lambda t: t in TYPED):  # Patients first: their events need not wait
+            rows = groups[rtype]
             sub = lines if len(rows) == n else lines.take(pa.array(rows))
             table = self._query(type_sql(rtype) if rtype in TYPED else ID_SQL, sub)
-            self._decide(table, _Rows(data, starts, rows, locate, done), rtype in TYPED)
+            self._decide(table, _Rows(self, data, starts, rows, locate, done), rtype in TYPED)
 
     def _query(self, sql: str, lines: pa.Array) -> pa.Table:
         self.con.register("src", pa.table({"line": lines}))
@@ -293,7 +360,7 @@ class _Columnar:
             self.reader.feed(res, location)
 
     # --- decisions ------------------------------------------------------------
-    def _decide(self, t: pa.Table, lines: _Rows, typed: bool) -> None:
+    def _decide(self, t: pa.Table, lines: _Rows | _EntryRows, typed: bool) -> None:
         """Per line: event, out of scope (with reason), Python reader, or later (Medication not read yet).
 
         The checks follow the Python reader's order (parse._feed / _clinical): id and type, status,
@@ -313,6 +380,8 @@ class _Columnar:
         outcome[live & ((rt_kind == _PY) | ~t.column("rid").is_valid().to_numpy(zero_copy_only=False))] = _PY
         skip = (outcome == _EVENT) & (rt_kind == _SKIP)
         outcome[skip], reason[skip] = _SKIP, row_type[skip]
+        if lines.entries:  # a Bundle's OperationOutcome entry is not a record (files.feed_bundle)
+            outcome[(outcome == _EVENT) & (rt_kind == _OUTCOME)] = _PY
         for i in np.flatnonzero((outcome == _EVENT) & (rt_kind == _OUTCOME)).tolist():
             outcome[i], reason[i] = _SKIP, f"OperationOutcome in {_file_of(lines.locate(i))}"
         if not typed:  # only type and id were read: the reader decides the rest
@@ -344,7 +413,7 @@ class _Columnar:
         coded: list[Any] = []
         for sig, r in zip(uniq.tolist(), first_row.tolist(), strict=True):
             i = rows[r]
-            coded.append(judge.coded(sig, lines.line(i)))
+            coded.append(judge.coded(sig, lines.resource(i)))
         kinds = np.array([_coded_kind(c) for c in coded] or [_EVENT], dtype=np.int8)
         outcome[rows] = kinds[sig_of] if len(rows) else outcome[rows]
         plain = [c if isinstance(c, tuple) else _EMPTY for c in coded] + [_EMPTY]
@@ -391,12 +460,7 @@ class _Columnar:
 
         self._account(outcome, reason)
         for i in np.flatnonzero((outcome == _PY) | (outcome == _LATER)).tolist():
-            if lines.done(i):
-                continue
-            if outcome[i] == _LATER and self._later is not None:
-                self._hold(lines.line(i), lines.locate(i))
-            else:
-                self._python_line(lines.line(i), lines.locate(i))
+            lines.python(i, later=outcome[i] == _LATER)
         ev = np.flatnonzero(outcome == _EVENT)
         if not len(ev):
             return
@@ -523,22 +587,102 @@ class _Columnar:
 
 
 class _Rows:
-    """The lines of one type group of a chunk: group index → line bytes, location, read already."""
+    """The lines of one type group of an NDJSON chunk: group index → line, location, Python reader."""
 
-    __slots__ = ("_data", "_done", "_locate", "_rows", "_starts")
+    __slots__ = ("_col", "_data", "_done", "_locate", "_rows", "_starts")
+    entries = False
 
-    def __init__(self, data: bytes, starts: Any, rows: np.ndarray[Any, Any], locate: _Locate, done: set[int]):
-        self._data, self._starts, self._rows, self._locate, self._done = data, starts, rows, locate, done
+    def __init__(
+        self,
+        col: _Columnar,
+        data: bytes,
+        starts: Any,
+        rows: np.ndarray[Any, Any],
+        locate: _Locate,
+        done: set[int],
+    ) -> None:
+        self._col, self._data, self._starts, self._rows = col, data, starts, rows
+        self._locate, self._done = locate, done
 
     def line(self, k: int) -> bytes:
         i = int(self._rows[k])
         return self._data[self._starts[i] : self._starts[i + 1]]
 
+    def resource(self, k: int) -> bytes:
+        return self.line(k)
+
     def locate(self, k: int) -> str:
         return self._locate(int(self._rows[k]))
 
-    def done(self, k: int) -> bool:
-        return int(self._rows[k]) in self._done
+    def python(self, k: int, *, later: bool = False) -> None:
+        """The line to the Python reader, or held until the end when it waits for a Medication."""
+        if int(self._rows[k]) in self._done:
+            return
+        if later and self._col._later is not None:
+            self._col._hold(self.line(k), self.locate(k))
+        else:
+            self._col._python_line(self.line(k), self.locate(k))
+
+
+class _Bundle:
+    """One streamed Bundle file: its fullUrl index and the element indexes of a chunk's entries."""
+
+    def __init__(
+        self,
+        col: _Columnar,
+        urns: DiskUrns,
+        serial: int,
+        table: str,
+        where: str,
+        element: np.ndarray[Any, Any],
+    ) -> None:
+        self.col, self.urns, self.serial, self.table = col, urns, serial, table
+        self.where, self.element = where, element
+
+
+class _EntryRows:
+    """The entries of one type group of a Bundle chunk (one entry per line)."""
+
+    __slots__ = ("_bundle", "_data", "_rows", "_starts")
+    entries = True
+
+    def __init__(self, data: bytes, starts: Any, rows: np.ndarray[Any, Any], bundle: _Bundle) -> None:
+        self._data, self._starts, self._rows, self._bundle = data, starts, rows, bundle
+
+    def line(self, k: int) -> bytes:
+        i = int(self._rows[k])
+        return self._data[self._starts[i] : self._starts[i + 1]]
+
+    def resource(self, k: int) -> Any:
+        """Its resource; a ``medicationReference`` in the fullUrl index is written ``Medication/id``."""
+        res = orjson.loads(self.line(k)).get("resource")
+        ref = res.get("medicationReference") if isinstance(res, dict) else None
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(ref, dict) and isinstance(target, str) and target and target[0] != "#":
+            hit = self._bundle.urns.get(target)
+            if hit is not None and hit[0] == "Medication" and _SIMPLE_ID.fullmatch(hit[1]):
+                res = {**res, "medicationReference": {**ref, "reference": f"Medication/{hit[1]}"}}
+        return res
+
+    def locate(self, k: int) -> str:
+        return f"{self._bundle.where}#entry[{int(self._bundle.element[int(self._rows[k])])}]"
+
+    def python(self, k: int, *, later: bool = False) -> None:
+        """The entry to the Python reader exactly as files.feed_bundle feeds it (with the fullUrl index)."""
+        entry = orjson.loads(self.line(k))
+        if not isinstance(entry, dict) or "resource" not in entry:
+            return  # e.g. a DELETE request entry: not a record
+        res, location = entry["resource"], self.locate(k)
+        if isinstance(res, dict) and res.get("resourceType") == "OperationOutcome":
+            return
+        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+            feed_bundle(self._bundle.col.reader, res, location)
+            return
+        rid = _entry_id(entry, res) if isinstance(res, dict) else None
+        self._bundle.col.reader.feed(res, location, self._bundle.urns, rid)  # type: ignore[arg-type]
+
+
+_SIMPLE_ID = re.compile(r"[A-Za-z0-9.-]{1,64}")
 
 
 def _sql_path(path: Path) -> str:

@@ -27,7 +27,16 @@ from __future__ import annotations
 import json
 from functools import cache
 
-__all__ = ["COLUMNS", "ID_SQL", "SIG_PARTS", "TYPED", "TYPE_SQL", "type_sql"]
+__all__ = [
+    "COLUMNS",
+    "ID_SQL",
+    "SIG_PARTS",
+    "TYPED",
+    "TYPE_SQL",
+    "entry_id_sql",
+    "entry_type_sql",
+    "type_sql",
+]
 
 #: date leaves by type: parse._DATE_PATHS (the first present element gives the start)
 _START: dict[str, tuple[str, ...]] = {
@@ -111,13 +120,23 @@ def _schema(leaves: set[str]) -> str:
     return json.dumps(tree).replace("'", "''")
 
 
+#: a reference resolved through a Bundle's fullUrl index is written ``Type/id`` for the judge when
+#: that reads back as the same (type, id) (references.reference_target); else it stays as it is
+_SIMPLE = "regexp_full_match(u.rid, '[A-Za-z0-9.-]{1,64}') AND regexp_full_match(u.rtype, '[A-Z][A-Za-z]*')"
+
+
 @cache
-def type_sql(rtype: str) -> str:
+def type_sql(rtype: str, bundle: int = 0, urns: str = "") -> str:
     """``src`` (line) → :data:`COLUMNS` for lines of type ``rtype`` (another type's line is ``odd``).
 
     JSON text columns are NULL when absent or ``null``; ``subject`` is the subject object, or
     ``[subject, patient]`` when the subject is not a non-empty object (parse._patient_ref
     decides between them); ``date_raw`` / ``end_raw`` follow parse._DATE_PATHS / _SECOND_DATE.
+
+    ``bundle`` > 0: each line is a Bundle entry (its ``resource`` is read) of the ``bundle``-th
+    Bundle of the read, whose fullUrl index is table ``urns`` (url, rtype, rid; one row per
+    fullUrl): the subject's reference is looked up there, and the signature is salted with
+    ``bundle`` (a ``urn:uuid`` names another Medication in another Bundle).
     """
     status = "verificationStatus" if rtype == "Condition" else "status"
     coded = _CODED[rtype]
@@ -141,33 +160,69 @@ def type_sql(rtype: str) -> str:
     mcc_null = "false"
     if rtype in ("MedicationAdministration", "MedicationRequest"):
         mcc_null = "(r.medicationCodeableConcept IS NULL AND contains(line, 'medicationCodeableConcept'))"
-    return f"""
+    if bundle:
+        parse = f"try(from_json(line, '{{\"resource\": {_schema(leaves)}}}')).resource"
+    else:
+        parse = f"try(from_json(line, '{_schema(leaves)}'))"
+    subject = (
+        "CASE WHEN left(r.subject, 1) = '{' AND r.subject <> '{}' THEN r.subject "
+        "ELSE '[' || coalesce(r.subject, 'null') || ',' || coalesce(r.patient, 'null') || ']' END"
+    )
+    sql = f"""
 WITH p AS (
-    SELECT line, try(from_json(line, '{_schema(leaves)}')) AS r FROM src
+    SELECT line, {parse} AS r FROM src
 ), f AS (
     SELECT r IS NULL OR r.resourceType IS DISTINCT FROM '"{rtype}"' OR {_LENIENT} OR {mcc_null} AS odd,
         r.resourceType AS rt,
         {_RID} AS rid,
         r."{status}" AS status,
-        CASE WHEN left(r.subject, 1) = '{{' AND r.subject <> '{{}}' THEN r.subject
-            ELSE '[' || coalesce(r.subject, 'null') || ',' || coalesce(r.patient, 'null') || ']'
-        END AS subject,
+        {subject} AS subject,
         {start_sql} AS date_raw,
         {end_sql} AS end_raw,
         {"r.extension" if rtype == "Procedure" else "NULL::VARCHAR"} AS ext,
         {"r.identifier" if rtype == "Condition" else "NULL::VARCHAR"} AS ident,
         {"r.period.start" if rtype == "Encounter" else "NULL::VARCHAR"} AS enc_start,
-        hash(r.resourceType, {", ".join(_leaf(c) for c in coded)}) AS sig
+        hash({bundle}, r.resourceType, {", ".join(_leaf(c) for c in coded)}) AS sig{_REF if bundle else ""}
     FROM p
-)
+)"""
+    if not bundle:
+        return (
+            sql
+            + f"""
 SELECT odd, rt, rid, status, subject, {_day("date_raw")} AS date_raw, {_day("end_raw")} AS end_raw,
     ext, ident, enc_start, sig
 FROM f
 """
+        )
+    return (
+        sql
+        + f""", g AS (SELECT row_number() OVER () AS k, * FROM f)
+SELECT g.odd, g.rt, g.rid, g.status,
+    CASE WHEN u.rid IS NOT NULL AND {_SIMPLE} THEN '{{"reference":"' || u.rtype || '/' || u.rid || '"}}'
+        ELSE g.subject END AS subject,
+    {_day("g.date_raw")} AS date_raw, {_day("g.end_raw")} AS end_raw, g.ext, g.ident, g.enc_start, g.sig
+FROM g LEFT JOIN {urns} u ON u.url = g.ref
+ORDER BY g.k
+"""
+    )
+
+
+#: the reference naming the patient, in its two plain forms (parse._patient_ref), for the join
+_REF = """,
+        CASE WHEN left(r.subject, 1) = '{' AND r.subject <> '{}' THEN r.subject ->> '$.reference'
+            WHEN r.subject IS NULL AND left(r.patient, 1) = '{' THEN r.patient ->> '$.reference'
+        END AS ref"""
 
 
 #: ``src`` (line) → the raw ``resourceType`` of each line (lines without the usual prefix)
 TYPE_SQL = """SELECT try(from_json(line, '{"resourceType": "JSON"}')).resourceType AS rt FROM src"""
+
+
+def entry_type_sql() -> str:
+    """:data:`TYPE_SQL` for Bundle entries (the type of their ``resource``)."""
+    return """SELECT try(from_json(line, '{"resource": {"resourceType": "JSON"}}')).resource.resourceType
+    AS rt FROM src"""
+
 
 #: ``src`` (line) → :data:`COLUMNS` for lines of the other types: only type and id are read here
 ID_SQL = f"""
@@ -177,3 +232,11 @@ SELECT r IS NULL OR {_LENIENT} AS odd, r.resourceType AS rt, {_RID} AS rid,
     NULL::VARCHAR AS ext, NULL::VARCHAR AS ident, NULL::VARCHAR AS enc_start, 0::UBIGINT AS sig
 FROM p
 """
+
+
+def entry_id_sql() -> str:
+    """:data:`ID_SQL` for Bundle entries."""
+    return ID_SQL.replace(
+        """try(from_json(line, '{"resourceType": "JSON", "id": "JSON"}'))""",
+        """try(from_json(line, '{"resource": {"resourceType": "JSON", "id": "JSON"}}')).resource""",
+    )
