@@ -59,6 +59,8 @@ def mii_run(tmp_path_factory: pytest.TempPathFactory):
 def test_oracle_agrees_with_the_hand_worked_dates(records: list[oracle.Record]) -> None:
     facts = oracle.patient_facts(records)
     assert set(facts) == SCREENED | {BILD}
+    assert facts[PAT2].latest("2024-03-10") == "2024-03-10"
+    assert facts[MTB].latest("2024-03-10") == "2024-01-15"
     assert facts[PAT2].deceased_boolean and facts[PAT2].death_date is None
     assert oracle.default_cutoff(facts, SCREENED, dt.date.today().isoformat()) == "2024-08-30"
     assert facts[PAT2].latest("2024-08-30") == "2024-03-13"
@@ -145,3 +147,24 @@ def test_drugs_resolve_through_medication_reference_and_fhir_de_atc(mii_run) -> 
     vital = unmatched.get(("Observation", "http://loinc.org", "67162-8"))
     assert vital is not None and vital["n_patients"] == "1", sorted(unmatched)
     assert ("Observation", "http://loinc.org", "26464-8") in unmatched  # leukocytes
+
+
+def test_explicit_cutoff_dates_the_unknown_death_and_cuts_spanning_records(tmp_path) -> None:
+    """`--cutoff 2024-03-10` (§3.12): patient-2 still died (deceasedBoolean), its death now dated on
+    the latest activity date <= the cutoff, 2024-03-10 (the end of the ICU-monitoring Procedure's
+    performedPeriod); the 2024-03-13 records are after the cutoff. The MTB patient's last alive is
+    2024-01-15, the start of its Encounter (2024-01-15 -> 2024-06-30 spans the cutoff and counts by
+    its start); its NGS report (issued 2024-03-15) is after the cutoff."""
+    run = run_cli("--fhir", str(SRC), "--cutoff", "2024-03-10", out=tmp_path / "out")
+    assert run.returncode == 0, run.describe()
+    patients = run.patients()
+    assert set(patients) == SCREENED, sorted(patients)
+    expected = {
+        PAT2: row(PAT2, in_cohort="false", exclusion_reason="not_stage_iii", death="true",
+                  last_alive_date="2024-03-10"),
+        MTB: row(MTB, in_cohort="false", exclusion_reason="not_stage_iii", death="false",
+                 last_alive_date="2024-01-15"),
+    }  # fmt: skip
+    problems = {pid: diff_rows(patients[pid], exp) for pid, exp in expected.items()}
+    assert not any(problems.values()), problems
+    assert [q["record_id"] for q in run.quarantine()] == [QUARANTINED]
