@@ -50,7 +50,9 @@ def generate(
     cdm_schema: str = "cdm",
     vocab_schema: str = "vocab",
 ) -> dict[str, object]:
-    """Simulate, render in ``fmt`` into ``out`` and write ``out/expected/{patients.csv,summary.json}``."""
+    """Simulate, render in ``fmt`` into ``out`` and write ``out/expected/``: ``patients.csv`` (the
+    ground truth), ``idioms.csv`` (patient_id, idiom: which spec-v2 idiom each patient carries),
+    ``cutoff.txt`` (the default cutoff) and ``summary.json``."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown synthetic format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
     if patients < 1 or centres < 1:
@@ -67,6 +69,7 @@ def generate(
     truth = simulate(patients, seed, centres)
     cutoff = cutoff_of(truth)
     rows = expected_rows(truth, cutoff)
+    idioms = sorted((p.patient_id, idiom) for p in truth for idiom in p.idioms)
     summary: dict[str, object] = {
         "format": fmt,
         "seed": seed,
@@ -75,6 +78,7 @@ def generate(
         "cutoff": cutoff.isoformat(),
         "screened": len(rows),
         "cohort": int((rows["in_cohort"] == "true").sum()),
+        "idiom_patients": len({pid for pid, _ in idioms}),
     }
     if fmt == "fhir-ndjson":
         summary.update(write_ndjson(truth, out))
@@ -94,6 +98,10 @@ def generate(
     expected = out / "expected"
     expected.mkdir(exist_ok=True)
     rows.to_csv(expected / "patients.csv", index=False, lineterminator="\n")
+    (expected / "idioms.csv").write_text(
+        "patient_id,idiom\n" + "".join(f"{pid},{idiom}\n" for pid, idiom in idioms), encoding="utf-8"
+    )
+    (expected / "cutoff.txt").write_text(cutoff.isoformat() + "\n", encoding="utf-8")
     (expected / "summary.json").write_text(
         json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )

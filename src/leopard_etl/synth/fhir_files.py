@@ -29,6 +29,12 @@ NDJSON_TYPES = (
     "MedicationAdministration",
     "MedicationRequest",
     "Medication",
+    # activity records (spec §1 v2)
+    "Encounter",
+    "MedicationStatement",
+    "DiagnosticReport",
+    "Immunization",
+    "ImagingStudy",
 )
 _NS = uuid.UUID("6f1c1c52-4f7e-4a53-9a55-6c656f706172")
 

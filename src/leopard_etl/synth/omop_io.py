@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Date, DateTime, Float, Integer, Table, create_engine
+from sqlalchemy import Date, DateTime, Float, Integer, MetaData, Table, create_engine
 from sqlalchemy.engine import Connection
 
 from ..errors import SourceError
@@ -21,6 +21,28 @@ from ..sources.omop.cdm import cdm_metadata, create_cdm
 from .omop import Row
 
 __all__ = ["load_omop_csv", "write_omop_csv", "write_omop_duckdb"]
+
+
+def _create(conn: Connection, version: str, cdm_schema: str | None, vocab_schema: str | None) -> MetaData:
+    """The CDM tables, with ``death.death_date`` nullable: a death with unknown date (spec §1 v2) is a
+    row without it, which the official DDL's NOT NULL would refuse."""
+    md = create_cdm(conn, version, cdm_schema, vocab_schema)
+    death = next((t for t in md.sorted_tables if t.name == "death"), None)
+    if (
+        death is not None
+        and not death.c.death_date.nullable
+        and conn.dialect.name in ("duckdb", "postgresql")
+    ):
+        where = f'"{death.schema}"."death"' if death.schema else '"death"'
+        conn.exec_driver_sql(f"ALTER TABLE {where} ALTER COLUMN death_date DROP NOT NULL")
+    return md
+
+
+def _check_tables(md: MetaData, rows: dict[str, list[Row]]) -> None:
+    """Every rendered table exists in the CDM definition (rows are never dropped silently)."""
+    missing = sorted(t for t, r in rows.items() if r and t not in {x.name for x in md.sorted_tables})
+    if missing:
+        raise ValueError(f"the CDM definition has no table {', '.join(missing)} for the synthetic rows")
 
 
 def _frame(table: Table, rows: list[Row]) -> pd.DataFrame:
@@ -38,7 +60,8 @@ def write_omop_duckdb(
     counts: dict[str, int] = {}
     try:
         with engine.begin() as conn:
-            md = create_cdm(conn, version, cdm_schema, vocab_schema)
+            md = _create(conn, version, cdm_schema, vocab_schema)
+            _check_tables(md, rows)
             raw = conn.connection.dbapi_connection
             for table in md.sorted_tables:
                 data = rows.get(table.name, [])
@@ -68,7 +91,9 @@ def write_omop_csv(rows: dict[str, list[Row]], folder: Path, version: str) -> di
     """One ``<table>.csv`` per CDM table (header row, empty = NULL); returns row counts."""
     folder.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    for table in cdm_metadata(version).sorted_tables:
+    md = cdm_metadata(version)
+    _check_tables(md, rows)
+    for table in md.sorted_tables:
         names = [c.name for c in table.columns]
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -118,7 +143,7 @@ def load_omop_csv(
             f"no OMOP CSV files in {folder}", fix="point at the folder written by 'synth --format omop-csv'"
         )
     version = cdm_version or ("5.4" if (folder / "episode.csv").is_file() else "5.3")
-    md = create_cdm(conn, version, cdm_schema, vocab_schema)
+    md = _create(conn, version, cdm_schema, vocab_schema)
     counts: dict[str, int] = {}
     for table in md.sorted_tables:
         path = folder / f"{table.name}.csv"

@@ -251,15 +251,19 @@ def simulate(
 ) -> list[TruthPatient]:
     """Draw ``patients`` latent patients over ``centres`` centres; pure and deterministic."""
     from .history import build_history  # local: history imports this module's types
+    from .idioms import IdiomAssigner
 
     cal = calibration or Calibration()
     if patients < 0 or centres < 1:
         raise ValueError("patients must be >= 0 and centres >= 1")
-    seeds = np.random.SeedSequence(seed).spawn(len(_STREAMS) + 1)
+    # the idioms draw from a stream of their own (the last child), so the underlying cohort of a
+    # seed is the same with or without them
+    seeds = np.random.SeedSequence(seed).spawn(len(_STREAMS) + 2)
     rng = np.random.Generator(np.random.PCG64(seeds[0]))
-    draws = {name: Strata(s) for name, s in zip(_STREAMS, seeds[1:], strict=True)}
+    draws = {name: Strata(s) for name, s in zip(_STREAMS, seeds[1 : len(_STREAMS) + 1], strict=True)}
     survival: dict[str, Strata] = {}
     rest_median = oligo_rest_median(cal)
+    idioms = IdiomAssigner(np.random.Generator(np.random.PCG64(seeds[-1])), cal)
     out: list[TruthPatient] = []
     counters = [0] * centres
     for i in range(patients):
@@ -299,5 +303,6 @@ def simulate(
             pid, centre, sex, anchor - dt.timedelta(days=age_days), None, design, style=style, intent=intent
         )
         build_history(rng, patient, cal, draws, anchor, x_days, last_contact, lost_days if lost else None)
+        idioms.assign(i, patient)
         out.append(patient)
     return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from . import idiom_codes as v2
+
 __all__ = [
     "ATC",
     "CM_LESION",
@@ -35,6 +37,7 @@ SYSTEMS = {
     "cpt": "http://www.ama-assn.org/go/cpt",
     "icd10pcs": "http://www.cms.gov/Medicare/Coding/ICD10",
     "ajcc": "http://cancerstaging.org",
+    **v2.SYSTEMS_V2,
 }
 
 #: ingredient -> (RxNorm IN code, OMOP concept_id), codes.md Table D
@@ -55,7 +58,7 @@ INGREDIENT = {
 PRODUCT = {
     "cisplatin": ("1736854", "Cisplatin 50 MG Injection"),
     "paclitaxel": ("583214", "PACLitaxel 100 MG Injection"),
-    "durvalumab": ("1919507", "durvalumab 50 MG/ML Injectable Solution"),
+    "durvalumab": ("1919507", "2.4 ML durvalumab 50 MG/ML Injection"),
 }
 ATC = {
     "durvalumab": "L01FF03",
@@ -249,9 +252,74 @@ for _ing, (_rx, _cid) in INGREDIENT.items():
 for _ing, (_rx, _name) in PRODUCT.items():
     _CONCEPTS.append(("RxNorm", _rx, _name, "Drug", "Clinical Drug", "S", None))
 
+# spec v2 idioms (idiom_codes.py); appended, so that the local ids above never change
+for _code, _name in v2.ICD9_NSCLC.values():
+    _CONCEPTS.append(("ICD9CM", _code, _name, "Condition", "4-dig billing code", None, None))
+for _site, _code in v2.ICD9_LESION.items():
+    _CONCEPTS.append(
+        (
+            "ICD9CM",
+            _code,
+            f"Secondary malignant neoplasm ({_site})",
+            "Condition",
+            "4-dig billing code",
+            None,
+            None,
+        )
+    )
+for _vocab in ("ICD10", "ICD10GM"):
+    for _lobe in ("1", "3", "9"):
+        _CONCEPTS.append(
+            (
+                _vocab,
+                f"C34.{_lobe}",
+                "Malignant neoplasm of bronchus and lung",
+                "Condition",
+                "ICD10 code",
+                None,
+                None,
+            )
+        )
+    for _site, _code in v2.WHO_LESION.items():
+        _CONCEPTS.append(
+            (_vocab, _code, f"Secondary malignant neoplasm ({_site})", "Condition", "ICD10 code", None, None)
+        )
+for _system, _code, _name in (*v2.RT_CODES.values(), *v2.CHEMO_PROCEDURE.values()):
+    _vocab = {"snomed": "SNOMED", "icd9cm": "ICD9Proc", "ops": "OPS"}[_system]
+    _known = 40480519 if _code == "441799006" else None  # codes.md E (S3)
+    _CONCEPTS.append(
+        (_vocab, _code, _name, "Procedure", "Procedure", "S" if _vocab == "SNOMED" else None, _known)
+    )
+_CONCEPTS.append(("OPS", v2.OPS_PLANNING[0], v2.OPS_PLANNING[1], "Procedure", "Procedure", None, None))
+for _code, _name in v2.STAGE_QUALIFIER.values():
+    _CONCEPTS.append(("SNOMED", _code, _name, "Meas Value", "Qualifier Value", "S", None))
+for _stage, (_code, _name) in v2.STAGE_CONDITION.items():
+    if _stage != "III":  # 422968005 is in the v1 rows
+        _CONCEPTS.append(("SNOMED", _code, _name, "Condition", "Clinical Finding", "S", None))
+for _ing, _products in v2.PRODUCTS.items():
+    for _rx, _name, _cls in _products:
+        _CONCEPTS.append(("RxNorm", _rx, _name, "Drug", _cls, "S", None))
+_ACTIVITY_VOCAB = {"snomed": "SNOMED", "loinc": "LOINC", "cvx": "CVX", "rxnorm": "RxNorm", "cpt": "CPT4"}
+_ACTIVITY_DOMAIN = {
+    "snomed": "Condition",
+    "loinc": "Measurement",
+    "cvx": "Drug",
+    "rxnorm": "Drug",
+    "cpt": "Procedure",
+}
+for _kind, (_system, _code, _name) in v2.ACTIVITY.items():
+    if _system and _kind not in ("visit", "admission"):
+        _CONCEPTS.append(
+            (_ACTIVITY_VOCAB[_system], _code, _name, _ACTIVITY_DOMAIN[_system], _kind, "S", None)
+        )
+_CONCEPTS.append(("Visit", "IP", "Inpatient Visit", "Visit", "Visit", "S", 9201))
+_CONCEPTS.append(("Visit", "OP", "Outpatient Visit", "Visit", "Visit", "S", 9202))
+
 _IDS: dict[tuple[str, str], int] = {}
 _next = 2_000_000_001
 for _c in _CONCEPTS:
+    if (_c[0], _c[1]) in _IDS:  # listed twice (a v1 product again among the v2 products)
+        continue
     if _c[6] is None:
         _IDS[(_c[0], _c[1])] = _next
         _next += 1
@@ -301,7 +369,9 @@ def concept_ancestor_rows() -> list[dict[str, object]]:
         }
         for cid in sorted({_IDS[(c[0], c[1])] for c in _CONCEPTS if c[5] == "S"})
     ]
-    for ing, (rx, _) in PRODUCT.items():
+    pairs = {(ing, rx) for ing, (rx, _) in PRODUCT.items()}
+    pairs |= {(ing, rx) for ing, products in v2.PRODUCTS.items() for rx, _, _ in products}
+    for ing, rx in sorted(pairs, key=lambda p: concept_id("RxNorm", p[1])):
         out.append(
             {
                 "ancestor_concept_id": INGREDIENT[ing][1],

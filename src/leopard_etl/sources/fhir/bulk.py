@@ -46,6 +46,7 @@ from ...config import FhirLimits
 from ...errors import ConfigError, SourceError
 from ...events import EventSink
 from ...mappings import CodeMatcher
+from ...progress import Progress
 from .auth import Auth
 from .files import expand_paths, feed_file
 from .parse import READ_TYPES, FhirRecordReader
@@ -121,7 +122,8 @@ def bulk_export(
             )
         status_url = urljoin(str(resp.url), status_url)
         http.require_origin(status_url, "the $export status URL")
-        manifest = _poll(http, status_url, limits)
+        with Progress.for_task(f"FHIR $export at {where(base)}", unit="") as progress:
+            manifest = _poll(http, status_url, limits, progress)
         dest.mkdir(parents=True, exist_ok=True)
         (dest / MANIFEST_NAME).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         token = manifest.get("requiresAccessToken") is True  # Bulk IG: the token only when true
@@ -130,8 +132,10 @@ def bulk_export(
         if token:
             for _, url in outputs + errors:
                 http.require_origin(url, "the $export file (requiresAccessToken true)")
-        out = _download_all(http, outputs, dest, token)
-        _download_all(http, errors, dest / ERRORS_DIR, token)
+        files = len(outputs) + len(errors)
+        with Progress.for_task("FHIR $export download", total=files, unit="files") as progress:
+            out = _download_all(http, outputs, dest, token, progress)
+            _download_all(http, errors, dest / ERRORS_DIR, token, progress)
         with contextlib.suppress(httpx.HTTPError):
             # let the server clean up; failure is harmless
             http.client.request("DELETE", status_url, auth=http._auth_for(status_url, True))
@@ -151,9 +155,12 @@ def _entries(items: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _poll(http: HttpPolicy, status_url: str, limits: FhirLimits) -> dict[str, Any]:
+def _poll(
+    http: HttpPolicy, status_url: str, limits: FhirLimits, progress: Progress | None = None
+) -> dict[str, Any]:
     """Poll until the manifest: wait ``Retry-After`` (≥ 1 s) or ``bulk_poll_seconds``, within the max wait."""
     max_wait = limits.bulk_max_wait_seconds
+    progress = progress or Progress.null()
     http.start_clock()
     while True:
         resp = http.request("GET", status_url, ok=(200, 202))
@@ -168,6 +175,8 @@ def _poll(http: HttpPolicy, status_url: str, limits: FhirLimits) -> dict[str, An
         hinted = retry_after_seconds(resp.headers.get("Retry-After"))
         delay = max(hinted, POLL_FLOOR) if hinted is not None else limits.bulk_poll_seconds
         log.info("$export in progress: %s", str(resp.headers.get("X-Progress", "?"))[:100])
+        progress.advance(0, polls=1)
+        progress.update(server=str(resp.headers.get("X-Progress", "?"))[:60])
         waited = http.elapsed()
         if waited + delay > max_wait:
             raise LimitExceeded(
@@ -178,18 +187,27 @@ def _poll(http: HttpPolicy, status_url: str, limits: FhirLimits) -> dict[str, An
         http.sleep(delay)
 
 
-def _download_all(http: HttpPolicy, items: list[tuple[str, str]], folder: Path, token: bool) -> list[Path]:
+def _download_all(
+    http: HttpPolicy,
+    items: list[tuple[str, str]],
+    folder: Path,
+    token: bool,
+    progress: Progress | None = None,
+) -> list[Path]:
     paths: list[Path] = []
+    progress = progress or Progress.null()
     for i, (rtype, url) in enumerate(items):
         path = folder / f"{i:03d}-{rtype}.ndjson"
         folder.mkdir(parents=True, exist_ok=True)
-        _download(http, url, path, token)
+        _download(http, url, path, token, progress)
         paths.append(path)
+        progress.advance(1)
     return paths
 
 
-def _download(http: HttpPolicy, url: str, path: Path, token: bool) -> None:
+def _download(http: HttpPolicy, url: str, path: Path, token: bool, progress: Progress | None = None) -> None:
     """Stream one file to disk; a broken transfer restarts the file (with the policy's backoff)."""
+    progress = progress or Progress.null()
     for attempt in range(http.max_retries + 1):
         try:
             with http.stream(url, headers={"Accept": NDJSON}, token=token) as resp:
@@ -197,6 +215,7 @@ def _download(http: HttpPolicy, url: str, path: Path, token: bool) -> None:
                     with path.open("wb") as fh:
                         for chunk in resp.iter_bytes(1 << 16):
                             fh.write(chunk)
+                            progress.advance(0, bytes=len(chunk))
                     return
                 if resp.status_code not in (429, 500, 502, 503, 504):
                     raise SourceError(

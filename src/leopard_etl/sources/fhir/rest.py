@@ -46,6 +46,7 @@ from ...errors import SourceError
 from ...events import EventSink
 from ...mappings import SCREENING_GROUPS, CodeMatcher
 from ...privacy import redact_source
+from ...progress import Progress
 from .auth import Auth
 from .fields import codings
 from .files import feed_bundle
@@ -121,6 +122,7 @@ class FhirRestClient:
         self.batch_size = batch_size
         self.code_below = code_below
         self.validate = validate
+        self._progress = Progress.null()  # the read's progress (pages, resources per type, patients)
 
     def __repr__(self) -> str:
         return f"FhirRestClient({redact_source(self.base_url)!r})"
@@ -166,14 +168,19 @@ class FhirRestClient:
         self.capability()
         watermark = self._server_time()
         reader = FhirRecordReader(matcher, sink, validate=self.validate)
-        if since:
-            self._read_changes(reader, since)
-        else:
-            patients = sorted(self._nsclc_patients(matcher))
-            batches = [patients[i : i + self.batch_size] for i in range(0, len(patients), self.batch_size)]
-            for pages in self._parallel(self._patient_batch, batches):  # in order: a deterministic feed
-                self._feed(reader, pages)
-        self._resolve_missing(reader)
+        label = f"FHIR REST read of {where(self.base_url)}"
+        with Progress.for_task(label, unit="patients") as self._progress:
+            if since:
+                self._read_changes(reader, since)
+            else:
+                patients = sorted(self._nsclc_patients(matcher))
+                self._progress.update(total=len(patients))
+                size = self.batch_size
+                batches = [patients[i : i + size] for i in range(0, len(patients), size)]
+                for pages in self._parallel(self._patient_batch, batches):  # in order: a deterministic feed
+                    self._feed(reader, pages)
+            self._resolve_missing(reader)
+        self._progress = Progress.null()
         reader.finish()
         touched = getattr(sink, "touched", None)
         if isinstance(touched, set):
@@ -214,9 +221,12 @@ class FhirRestClient:
         seen: set[str] = set()
         pages = 0
         search = where(url)
+        rtype = search.rstrip("/").rsplit("/", 1)[-1]
         while next_url:
             body, resp = self.http.get_json(next_url, params)
             pages += 1
+            entries = body.get("entry")
+            self._progress.advance(0, pages=1, **{rtype: len(entries) if isinstance(entries, list) else 0})
             location = redact_source(str(resp.url))
             if body.get("resourceType") != "Bundle":
                 raise SourceError(f"search {search} did not return a Bundle", fix="check the server")
@@ -297,6 +307,7 @@ class FhirRestClient:
         pages = self._search("Patient", {"_id": ids})
         for rtype in CLINICAL_TYPES:
             pages += self._search(rtype, {"patient": ids})
+        self._progress.advance(len(patients))
         return pages
 
     def _read_changes(self, reader: FhirRecordReader, since: str) -> None:
