@@ -10,8 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .idiom_codes import ACTIVITY, OID_ICD9, OIDS, OPS_PLANNING, SNOMED_EDITION, VERSIONS
-from .idioms import FAR_FUTURE
+from .idiom_codes import ACTIVITY, FAR_FUTURE, OID_ICD9, OIDS, OPS_PLANNING, SNOMED_EDITION, VERSIONS
 from .truth import Fact
 from .vocabulary import SYSTEMS
 

@@ -7,10 +7,13 @@ codes too, so that an export of the synthetic cohort looks like a hospital's.
 
 from __future__ import annotations
 
+import datetime as dt
+
 __all__ = [
     "ACTIVITY",
     "CHEMO_PROCEDURE",
     "DRUG_NAMES",
+    "FAR_FUTURE",
     "ICD9_LESION",
     "ICD9_NSCLC",
     "OIDS",
@@ -26,6 +29,9 @@ __all__ = [
     "WHO_LESION",
     "drug_label",
 ]
+
+#: an end date that sites write for "not discharged yet" (after the day of any run)
+FAR_FUTURE = dt.date(2099, 12, 31)
 
 #: spec §1 (v2) code systems beyond v1, by the short key the renderers use
 SYSTEMS_V2 = {
