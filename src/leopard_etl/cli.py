@@ -162,6 +162,17 @@ def status(
         typer.echo(line)
 
 
+@app.command()
+def pool(
+    summaries: Annotated[list[Path], typer.Argument(help="The sites' site-summary.json, one per site.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: pooled results.json, report.html.")],
+) -> None:
+    """Pool several sites' site-summary.json into one results.json and report.html (no patient data)."""
+    from .report.pooled import write_pooled
+
+    _print_summary(write_pooled(summaries, out))
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
