@@ -108,3 +108,12 @@ def assert_balanced(source: dict) -> None:
 def assert_outputs_exist(out: Path) -> None:
     for name in ("patients.csv", "results.json", "report.html", "quarantine.csv", "unmatched_codes.csv"):
         assert (out / name).is_file(), f"{name} missing in {sorted(p.name for p in out.iterdir())}"
+
+
+def assert_shareable_clean(out: Path, patient_ids: set[str], dates: set[str]) -> None:
+    """The outputs meant to leave the site (results-shareable.json, report.html; docs/outputs.md)
+    name no patient and carry none of the patients' dates."""
+    for name in ("results-shareable.json", "report.html"):
+        text = (out / name).read_text(encoding="utf-8")
+        leaked = sorted(x for x in patient_ids | dates if x in text)
+        assert not leaked, f"{name} shows {leaked}"

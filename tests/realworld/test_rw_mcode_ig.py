@@ -31,7 +31,15 @@ import datetime as dt
 
 import pytest
 import rw_oracle as oracle
-from rw_helpers import DATA, assert_balanced, assert_outputs_exist, diff_rows, row, run_cli
+from rw_helpers import (
+    DATA,
+    assert_balanced,
+    assert_outputs_exist,
+    assert_shareable_clean,
+    diff_rows,
+    row,
+    run_cli,
+)
 
 SRC = DATA / "mcode-ig"
 JOHN = "cancer-patient-john-anyperson"
@@ -76,6 +84,7 @@ def test_patients(mcode_run) -> None:
     assert (results["n_screened"], results["n_cohort"]) == (1, 0)
     attrition = {a["step"]: a["n"] for a in results["attrition"]}
     assert (attrition.get("nsclc"), attrition.get("stage_iii"), attrition.get("crt")) == (1, 1, 0), attrition
+    assert_shareable_clean(run.out, {JOHN, JENNY}, {"2021-04-01", "2019-04-01"})
 
 
 def test_source_balance_and_no_quarantine(mcode_run, records: list[oracle.Record]) -> None:

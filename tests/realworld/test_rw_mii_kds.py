@@ -34,7 +34,15 @@ import datetime as dt
 import duckdb
 import pytest
 import rw_oracle as oracle
-from rw_helpers import DATA, assert_balanced, assert_outputs_exist, diff_rows, row, run_cli
+from rw_helpers import (
+    DATA,
+    assert_balanced,
+    assert_outputs_exist,
+    assert_shareable_clean,
+    diff_rows,
+    row,
+    run_cli,
+)
 
 SRC = DATA / "mii-kds-testdata"
 PAT2 = "mii-exa-test-data-patient-2"
@@ -95,6 +103,8 @@ def test_patients(mii_run) -> None:
     assert not any(problems.values()), problems
     results = run.results()
     assert (results["n_screened"], results["n_cohort"]) == (2, 0)
+    dates = {"2024-03-13", "2024-08-30", "2024-03-02", "2024-01-05"}
+    assert_shareable_clean(run.out, SCREENED | {BILD}, dates)
 
 
 def test_death_with_unknown_date_and_cutoff(mii_run) -> None:

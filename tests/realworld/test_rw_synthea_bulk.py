@@ -33,7 +33,15 @@ from pathlib import Path
 import duckdb
 import pytest
 import rw_oracle as oracle
-from rw_helpers import DATA, assert_balanced, assert_outputs_exist, diff_rows, row, run_cli
+from rw_helpers import (
+    DATA,
+    assert_balanced,
+    assert_outputs_exist,
+    assert_shareable_clean,
+    diff_rows,
+    row,
+    run_cli,
+)
 
 SRC = DATA / "synthea-bulk-10"
 NSCLC = "129c6ac7-8d06-89de-ad63-0204a93e76c3"
@@ -89,6 +97,7 @@ def test_default_run_patients(default_run) -> None:
     assert results["n_cohort"] == 0
     attrition = {a["step"]: a["n"] for a in results["attrition"]}
     assert attrition.get("nsclc") == 1 and attrition.get("stage_iii") == 0, results["attrition"]
+    assert_shareable_clean(run.out, SCREENED | OTHERS, {"1989-05-09", "1989-05-14", "1984-10-31"})
 
 
 def test_default_cutoff_is_over_screened_patients_and_includes_the_record_after_death(default_run) -> None:
