@@ -20,11 +20,13 @@ Expectations, by hand from spec v2 and the CSVs:
   future: nothing is quarantined.
 
 Findings (tool bugs, left as strict xfail for the lead):
-* DuckDB: `condition_source_value` holds SNOMED codes, so pandas infers int64 and the column is
-  BIGINT; the screening SQL applies `LIKE` to it without a cast and DuckDB refuses
-  (`No function matches ~~(BIGINT, VARCHAR)`, exit 3). Spec §1 names exactly this case.
+* (fixed at f5e9e07, marker removed) DuckDB: `condition_source_value` holds SNOMED codes, so
+  pandas infers int64 and the column is BIGINT; the screening SQL applied `LIKE` to it without a
+  cast (`No function matches ~~(BIGINT, VARCHAR)`, exit 3).
 * `read` is 0: with no screened person the OMOP reader counts none of the CDM's rows, where the
-  FHIR file reader counts every record of every patient (test_*_every_row_accounted).
+  FHIR file reader counts every record of every patient (test_*_every_row_accounted). docs/omop.md
+  records this as the OMOP reading ("Not considered: rows of persons who are not screened"); it
+  contradicts "every input row accounted for" and the FHIR side, so it stays here for the lead.
 * PostgreSQL: the sample's CONCEPT_ANCESTOR is header-only, so pandas infers `object` and to_sql
   creates TEXT columns; the descendant query joins them to `concept.concept_id` (BIGINT) without a
   cast and PostgreSQL refuses (`operator does not exist: bigint = text`, exit 3). DuckDB casts
@@ -129,8 +131,8 @@ def _check_every_row_read(run) -> None:
 
 ROWS_XFAIL = pytest.mark.xfail(
     strict=True,
-    reason="OMOP source counts skip the rows of unscreened persons: read=0 for a CDM of 24,724 activity "
-    "rows (FHIR files count every record)",
+    reason="OMOP `source` leaves out unscreened persons' rows (docs/omop.md 'not considered'): read=0 for "
+    "24,724 activity rows, where FHIR files count every record; lead to decide",
 )
 
 
@@ -197,14 +199,6 @@ def postgres_run(pg_url: str, tmp_path_factory: pytest.TempPathFactory):
     return run_cli("--omop", pg_url, "--cdm-schema", SCHEMA, "--vocab-schema", SCHEMA, out=out)
 
 
-DUCKDB_TYPES_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="condition_source_value inferred as BIGINT: screened_persons.sql / condition_occurrence.sql "
-    "apply LIKE to it without a cast, DuckDB 'No function matches ~~(BIGINT, VARCHAR)', exit 3",
-)
-
-
-@DUCKDB_TYPES_XFAIL
 def test_duckdb_inferred_types_empty_result(duckdb_run) -> None:
     _check_empty_result(duckdb_run)
 
