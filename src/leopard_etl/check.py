@@ -265,8 +265,17 @@ def _check_fhir_server(url: str, cfg: RunConfig, matcher: CodeMatcher, bulk: boo
             lines.append(_from_error("fhir.read", err))
             return lines
         total = body.get("total")
-        counted = f" ({total} patients)" if isinstance(total, int) else ""
-        lines.append(_ok("fhir.read", f"a search is answered: Patient?_summary=count{counted}"))
+        if total == 0:
+            lines.append(
+                _warn(
+                    "fhir.read",
+                    "a search is answered, but the server holds no Patient (the run would find no one)",
+                    "check the base URL points at the clinical data (not an empty test partition)",
+                )
+            )
+        else:
+            counted = f" ({total} patients)" if isinstance(total, int) else ""
+            lines.append(_ok("fhir.read", f"a search is answered: Patient?_summary=count{counted}"))
     finally:
         client.close()
     return lines
