@@ -35,6 +35,9 @@ __all__ = ["BLOCK_BYTES", "DiskUrns", "NotStreamable", "Scanner", "split_bundle"
 #: bytes of the Bundle file scanned at a time
 BLOCK_BYTES = 16 << 20
 _WS = b" \t\r\n"
+#: the bytes that can change depth or separate elements: { } [ ] ,
+_STRUCTURAL = np.zeros(256, dtype=bool)
+_STRUCTURAL[[123, 125, 91, 93, 44]] = True
 
 
 class NotStreamable(Exception):
@@ -71,22 +74,17 @@ class Scanner:
                 raise NotStreamable("more than one JSON value")
             return []
         b = np.frombuffer(block, dtype=np.uint8)
-        is_bs = b == 92
-        idx = np.arange(n)
-        last_non = np.maximum.accumulate(np.where(~is_bs, idx, -1))
         qpos = np.flatnonzero(b == 34)
-        prev = np.maximum(qpos - 1, 0)
-        run = np.where(
-            qpos == 0,
-            self.bs_run,
-            np.where(last_non[prev] < 0, qpos + self.bs_run, (qpos - 1) - last_non[prev]),
-        )
-        real = qpos[run % 2 == 0]
-        if is_bs[-1]:
-            self.bs_run = n + self.bs_run if last_non[-1] < 0 else n - 1 - int(last_non[-1])
-        else:
-            self.bs_run = 0
-        cand = np.flatnonzero((b == 123) | (b == 125) | (b == 91) | (b == 93) | (b == 44))
+        # a quote is escaped when an odd run of backslashes precedes it (rare: counted one by one)
+        after_bs = qpos[(qpos > 0) & (b[np.maximum(qpos - 1, 0)] == 92)]
+        escaped = [q for q in after_bs.tolist() if self._run(block, q) % 2]
+        if len(qpos) and qpos[0] == 0 and self.bs_run % 2:
+            escaped.append(0)
+        real = qpos
+        if escaped:
+            real = np.setdiff1d(qpos, np.array(escaped, dtype=qpos.dtype), assume_unique=True)
+        self.bs_run = self._run(block, n) if block.endswith(b"\\") else 0
+        cand = np.flatnonzero(_STRUCTURAL[b])
         outside = (np.searchsorted(real, cand) + self.in_str) % 2 == 0
         cand = cand[outside]
         ch = b[cand]
@@ -127,32 +125,33 @@ class Scanner:
             commas = sub_pos[(sub_ch == 44) & (sub_b == 2)]
             starts = sub_pos[(sub_ch == 123) & (sub_b == 2)]
             ends = sub_pos[(sub_ch == 125) & (sub_a == 2)]
-            ends_list = ends.tolist()
             if self.cur is not None:
-                if not ends_list:  # the entry goes on past this block
+                if not len(ends):  # the entry goes on past this block
                     self.cur.append(block[pos : hi if hi < len(cand) else n])
                     if hi < len(cand):
                         raise NotStreamable("entry array closed inside an entry")
                     self.element += len(commas)
                     self._keep_tail(block)
                     return out
-                e = ends_list.pop(0)
+                e = int(ends[0])
                 self.cur.append(block[pos : e + 1])
                 out.append((self.cur_index, b"".join(self.cur)))
                 self.cur = None
                 self.skel.append(b"}")
                 pos = e + 1
-            base = self.element
-            for s in starts.tolist():
-                i = base + int(np.searchsorted(commas, s))
-                self.skel.append(block[pos : s + 1])
-                if ends_list:
-                    e = ends_list.pop(0)
-                    out.append((i, block[s : e + 1]))
+                ends = ends[1:]
+            # starts and ends alternate at depth 2: start k ends at ends[k]; the last may stay open
+            index = (self.element + np.searchsorted(commas, starts)).tolist()
+            s_list, e_list = starts.tolist(), ends.tolist()
+            for k, st in enumerate(s_list):
+                self.skel.append(block[pos : st + 1])
+                if k < len(e_list):
+                    e = e_list[k]
+                    out.append((index[k], block[st : e + 1]))
                     self.skel.append(b"}")
                     pos = e + 1
                 else:
-                    self.cur, self.cur_index = [block[s:]], i
+                    self.cur, self.cur_index = [block[st:]], index[k]
                     pos = n
             self.element += len(commas)
             if hi < len(cand):
@@ -174,6 +173,13 @@ class Scanner:
         self.skel.append(block[pos:])
         self._keep_tail(block)
         return out
+
+    def _run(self, block: bytes, at: int) -> int:
+        """Backslashes right before ``at`` (with those ending the previous block)."""
+        start = at
+        while start > 0 and block[start - 1] == 92:
+            start -= 1
+        return at - start + (self.bs_run if start == 0 else 0)
 
     def _end_check(self, block: bytes, cand: Any, after: Any) -> None:
         zero = np.flatnonzero(after == 0)
@@ -322,8 +328,18 @@ class DiskUrns(Mapping[str, tuple[str, str]]):
     def __init__(self, con: Any, table: str, size: int) -> None:
         self._con, self._table, self._size = con, table, size
         self._cache: dict[str, tuple[str, str] | None] = {}
+        #: Medications are few and looked up per coded signature: held
+        self._medications = {
+            str(url): (str(rtype), str(rid))
+            for url, rtype, rid in con.execute(
+                f"SELECT url, rtype, rid FROM {table} WHERE rtype = 'Medication' LIMIT 100000"
+            ).fetchall()
+        }
 
     def _lookup(self, key: str) -> tuple[str, str] | None:
+        hit = self._medications.get(key)
+        if hit is not None:
+            return hit
         if key in self._cache:
             return self._cache[key]
         if len(self._cache) > 4096:
