@@ -6,7 +6,7 @@ VENV ?= .venv
 SEKMET_VENV ?= .venv-sekmet
 BIN = $(VENV)/bin
 
-.PHONY: setup demo test lint bench ddl
+.PHONY: setup demo test lint bench ddl dist image
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,12 @@ bench: setup
 
 ddl: setup
 	$(BIN)/python -m leopard_etl.warehouse.schema
+
+# What a site installs: dist/leopard_etl-*.tar.gz and the wheel built from it (README "Install")
+dist: setup
+	$(BIN)/python -m build --outdir dist .
+
+# The container image (needs a Docker engine; docker/README.md)
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/leopard_etl/__init__.py)
+image:
+	docker build -t leopard-etl:$(VERSION) .

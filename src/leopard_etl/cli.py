@@ -23,6 +23,25 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: keeps `--help` well under 0.3 s (no rich import)
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"leopard-etl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
+
+
 FhirOpt = Annotated[
     list[str] | None,
     typer.Option(
