@@ -33,7 +33,7 @@ from .columnar_rows import BOM, open_file
 __all__ = ["BLOCK_BYTES", "DiskUrns", "NotStreamable", "Scanner", "split_bundle"]
 
 #: bytes of the Bundle file scanned at a time
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 8 << 20
 _WS = b" \t\r\n"
 #: the bytes that can change depth or separate elements: { } [ ] ,
 _STRUCTURAL = np.zeros(256, dtype=bool)

@@ -65,11 +65,11 @@ log = logging.getLogger(__name__)
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 #: bytes of (decompressed) input per DuckDB pass; bounds memory, keeps Arrow int32 offsets valid
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 16 << 20
 #: a ``.json`` document at least this large (uncompressed, estimated for ``.gz``) is streamed
 STREAM_BYTES = 8 << 20
 #: memory the reader's DuckDB connection may use before it spills to its scratch folder
-DUCKDB_MEMORY = "256MB"
+DUCKDB_MEMORY = "128MB"
 _MED_LINE = b'{"resourceType":"Medication",'
 
 #: line outcomes: Python reader, out of scope, event, later (its Medication is not read yet)
@@ -83,6 +83,7 @@ _TYPES = {name: pa.string() for name in EVENT_COLUMNS} | {
     "fractions": pa.int64(),
     "dose_cgy": pa.float64(),
 }
+_POOL = pa.default_memory_pool()
 #: line index in a chunk → its ``file:line`` location
 _Locate = Callable[[int], str]
 
@@ -161,6 +162,7 @@ class _Columnar:
             for data in chunks(path, self.chunk_bytes):
                 first = self._chunk(data, where, first)
                 self.resolve_encounters()
+                _POOL.release_unused()  # a chunk's Arrow buffers back to the system: RSS stays flat
         except (OSError, EOFError, zlib.error) as exc:
             raise SourceError(
                 f"cannot read {path}: {type(exc).__name__}: {exc}",
@@ -207,6 +209,7 @@ class _Columnar:
                 bundle = _Bundle(self, urns, self._bundles, table, where, element)
                 self._entries(data, starts, bundle)
                 self.resolve_encounters()
+                _POOL.release_unused()
         for name in ("entries.ndjson", "entries.index"):
             (folder / name).unlink()
 

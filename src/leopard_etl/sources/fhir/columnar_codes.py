@@ -35,7 +35,7 @@ CodedRow = tuple[str, str, str, str | None, str | None, str | None, str | None, 
 
 _ERRORS = (TypeError, AttributeError, KeyError, ValueError, IndexError, orjson.JSONDecodeError)
 #: entries a cache keeps before it starts again (distinct subjects and days grow with the input)
-CACHE_MAX = 200_000
+CACHE_MAX = 50_000
 
 
 def _bounded(cache: dict[Any, Any]) -> dict[Any, Any]:
