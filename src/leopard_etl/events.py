@@ -178,10 +178,10 @@ class ReadStats:
         self.out_of_scope = 0
         self.out_of_scope_reasons: dict[str, int] = {}
 
-    def skip(self, reason: str) -> None:
-        """Count one record as read but not relevant (with the reason)."""
-        self.out_of_scope += 1
-        self.out_of_scope_reasons[reason] = self.out_of_scope_reasons.get(reason, 0) + 1
+    def skip(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` records as read but not relevant (with the reason)."""
+        self.out_of_scope += n
+        self.out_of_scope_reasons[reason] = self.out_of_scope_reasons.get(reason, 0) + n
 
     def balanced(self) -> bool:
         return self.read == self.in_scope + self.quarantined + self.out_of_scope

@@ -23,14 +23,10 @@ Findings (tool bugs, left as strict xfail for the lead):
 * (fixed at f5e9e07, marker removed) DuckDB: `condition_source_value` holds SNOMED codes, so
   pandas infers int64 and the column is BIGINT; the screening SQL applied `LIKE` to it without a
   cast (`No function matches ~~(BIGINT, VARCHAR)`, exit 3).
-* `read` is 0: with no screened person the OMOP reader counts none of the CDM's rows, where the
-  FHIR file reader counts every record of every patient (test_*_every_row_accounted). docs/omop.md
-  records this as the OMOP reading ("Not considered: rows of persons who are not screened"); it
-  contradicts "every input row accounted for" and the FHIR side, so it stays here for the lead.
-* PostgreSQL: the sample's CONCEPT_ANCESTOR is header-only, so pandas infers `object` and to_sql
-  creates TEXT columns; the descendant query joins them to `concept.concept_id` (BIGINT) without a
-  cast and PostgreSQL refuses (`operator does not exist: bigint = text`, exit 3). DuckDB casts
-  implicitly and passes. Spec §1: read by casting, never by failing.
+* (fixed, markers removed) `read` was 0: with no screened person the OMOP reader counted none of
+  the CDM's rows; a complete read now counts the other persons' rows out of scope (docs/omop.md).
+* (fixed, markers removed) PostgreSQL: the sample's CONCEPT_ANCESTOR is header-only, so pandas
+  infers `object` and to_sql creates TEXT columns; the descendant query now casts them.
 """
 
 from __future__ import annotations
@@ -129,13 +125,6 @@ def _check_every_row_read(run) -> None:
     assert source["read"] >= n_rows, (source, n_rows)
 
 
-ROWS_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="OMOP `source` leaves out unscreened persons' rows (docs/omop.md 'not considered'): read=0 for "
-    "24,724 activity rows, where FHIR files count every record; lead to decide",
-)
-
-
 @pytest.fixture(scope="module")
 def duckdb_run(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("eunomia-duckdb")
@@ -203,27 +192,17 @@ def test_duckdb_inferred_types_empty_result(duckdb_run) -> None:
     _check_empty_result(duckdb_run)
 
 
-@ROWS_XFAIL
 def test_duckdb_every_row_accounted(duckdb_run) -> None:
     assert duckdb_run.returncode == 0, duckdb_run.describe()
     _check_every_row_read(duckdb_run)
 
 
-PG_TYPES_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="PostgreSQL: the sample's empty CONCEPT_ANCESTOR loads as TEXT columns (pandas infers object); "
-    "the tool joins it to concept_id without a cast: 'operator does not exist: bigint = text', exit 3",
-)
-
-
 @pytest.mark.postgres
-@PG_TYPES_XFAIL
 def test_postgres_to_sql_empty_result(postgres_run) -> None:
     _check_empty_result(postgres_run)
 
 
 @pytest.mark.postgres
-@ROWS_XFAIL
 def test_postgres_every_row_accounted(postgres_run) -> None:
     assert postgres_run.returncode == 0, postgres_run.describe()
     _check_every_row_read(postgres_run)

@@ -28,6 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 
 from ...mappings import SCREENING_GROUPS, CodeMatcher, GroupEntry
+from .columns import probe_types
 
 __all__ = [
     "CANCER_MODIFIER",
@@ -331,6 +332,24 @@ def _add_cancer_modifiers(
     return added
 
 
+def _id_columns(
+    conn: Connection, concept: TableClause, ancestor: TableClause
+) -> tuple[ColumnElement[Any], ColumnElement[Any], ColumnElement[Any]]:
+    """concept_ancestor's ids and concept.concept_id, cast to integers where a loader typed them as
+    text (a header-only CSV loaded by type inference: spec §1, column types are not trusted)."""
+    types = probe_types(conn, ancestor.schema) or {}
+
+    def as_int(col: ColumnElement[Any], table: str, name: str) -> ColumnElement[Any]:
+        cls = types.get(table, {}).get(name)
+        return col if cls in (None, "int") else cast(col, BigInteger)
+
+    return (
+        as_int(ancestor.c.ancestor_concept_id, "concept_ancestor", "ancestor_concept_id"),
+        as_int(ancestor.c.descendant_concept_id, "concept_ancestor", "descendant_concept_id"),
+        as_int(concept.c.concept_id, "concept", "concept_id"),
+    )
+
+
 def _add_descendants(
     conn: Connection,
     matcher: CodeMatcher,
@@ -347,19 +366,12 @@ def _add_descendants(
     """
     roots = sorted(cid for cid in cs.codings if _wants_descendants(matcher, cs, cid))
     added = 0
+    anc_id, desc_id, concept_id = _id_columns(conn, concept, ancestor)
     for batch in _batches(roots):
         q = (
-            select(
-                ancestor.c.ancestor_concept_id,
-                concept.c.concept_id,
-                concept.c.vocabulary_id,
-                code_col,
-            )
-            .select_from(ancestor.join(concept, concept.c.concept_id == ancestor.c.descendant_concept_id))
-            .where(
-                ancestor.c.ancestor_concept_id.in_(list(batch)),
-                ancestor.c.descendant_concept_id != ancestor.c.ancestor_concept_id,
-            )
+            select(anc_id, concept.c.concept_id, concept.c.vocabulary_id, code_col)
+            .select_from(ancestor.join(concept, concept_id == desc_id))
+            .where(anc_id.in_(list(batch)), desc_id != anc_id)
         )
         for raw_anc, raw_id, vocab, code in conn.execute(q):
             anc, cid = int(raw_anc), int(raw_id)
