@@ -151,17 +151,11 @@ def frames(sink: EventSink) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 @contextmanager
 def _progress(label: str) -> Iterator[None]:
-    """A spinner on a terminal; silent in CI and logs."""
-    import os
-    import sys
+    """A step of the run: one live row on a terminal (shared with the readers' progress), a log line
+    elsewhere."""
+    from .progress import status
 
-    if not sys.stderr.isatty() or os.environ.get("CI"):
-        log.info("%s", label)
-        yield
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status(label):
+    with status(label):
         yield
 
 
@@ -308,6 +302,7 @@ OUTPUT_FILES = (
     "warnings-patients.csv",
     "results.json",
     "results-shareable.json",
+    "site-summary.json",
     "report.html",
 )
 
@@ -432,9 +427,20 @@ def _write_all(
         folder / "warnings-patients.csv", index=False
     )
     # results.json is the spec §5 contract with exact figures (the site's own analysis);
-    # results-shareable.json shows small cells as "<k" for passing outside the site.
+    # results-shareable.json shows small cells as "<k" for passing outside the site, and
+    # site-summary.json holds the event tables a multi-centre study pools (docs/pooling.md).
     write_results(results, folder / "results.json")
     write_results(shareable, folder / "results-shareable.json")
+    from .analysis.site_summary import site_summary, write_site_summary
+
+    summary = site_summary(
+        patients_csv,
+        derivation.attrition,
+        small_cell=cfg.small_cell_threshold,
+        site=cfg.site,
+        facts=run_facts,
+    )
+    write_site_summary(summary, folder / "site-summary.json")
     with _progress("rendering report"):
         render_report(
             results,

@@ -214,13 +214,6 @@ def test_prints_to_pdf_on_a4(opened: Any, tmp_path_factory: pytest.TempPathFacto
         assert list(folder.glob("page*.png"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="report.html.j2 <style>: the attrition flow (.flow, flex nowrap) and the long code-system URLs "
-    "of table-unmatched are wider than A4, so Chrome shrinks the whole page to print it; fix: "
-    "'td, th { overflow-wrap: anywhere; } @media print { .flow { flex-wrap: wrap; row-gap: 8px; } "
-    "table, figure { break-inside: avoid; } }' (outside this change; remove this mark with it)",
-)
 def test_nothing_is_wider_than_a4(opened: Any) -> None:
     layout = _print_layout(opened)
     assert layout["wide"] == [], layout["wide"]  # no table (nor any other box) is cut at the page edge
