@@ -1,15 +1,16 @@
 """FHIR files → events: NDJSON (``.ndjson``, ``.ndjson.gz``), Bundle / resource JSON files, directories.
 
 NDJSON is streamed line by line with orjson (gzip through :func:`gzip.open`), so
-a file is never held in memory whole; a Bundle file is one JSON document and is
-parsed whole (that is its format), its ``fullUrl`` index resolving ``urn:uuid:``
-references. Every line or Bundle entry is one record; a broken line is
-quarantined as ``file:line`` and the read goes on. Files named ``Patient*`` and
+a file is never held in memory whole; here a Bundle file is one JSON document and is
+parsed whole, its ``fullUrl`` index resolving ``urn:uuid:`` references (the columnar
+dispatch streams large Bundles entry by entry instead: :mod:`.bundle_stream`). Every
+line or Bundle entry is one record; a broken line is quarantined as ``file:line`` and
+the read goes on. Files named ``Patient*`` and
 ``Medication.*`` are read first (the bulk-export naming), which keeps the
 reader's pending buffers (events waiting for their Patient or Medication) empty
 in the common case; any order still gives the same result. Unless asked to
-validate, NDJSON takes the columnar path (:mod:`.columnar`), which gives the same
-events, patients, quarantine rows and counts as the Python reader below.
+validate, NDJSON and large Bundles take the columnar path (:mod:`.columnar`), which
+gives the same events, patients, quarantine rows and counts as the Python reader below.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def read_fhir_files(
 ) -> None:
     """Read NDJSON / Bundle files and directories of them into ``sink`` (spec §1).
 
-    Without validation, NDJSON goes through the columnar reader (:mod:`.columnar`: same
-    result, about 1.8× faster — docs/performance.md); ``validate=True`` needs every resource as a dict.
+    Without validation, NDJSON and large Bundles go through the columnar reader (:mod:`.columnar`:
+    same result, faster, memory flat in the input — docs/performance.md); ``validate=True`` needs
+    every resource as a dict.
     """
     if COLUMNAR and not validate:
         from .columnar import read_ndjson_columnar
