@@ -192,6 +192,59 @@ def pool(
     _print_summary(write_pooled(summaries, out))
 
 
+@app.command()
+def check(
+    fhir: FhirOpt = None,
+    omop: OmopOpt = None,
+    cdm_schema: CdmSchemaOpt = None,
+    vocab_schema: VocabSchemaOpt = None,
+    warehouse: Annotated[
+        str | None, typer.Option("--warehouse", help="Warehouse SQLAlchemy URL to check.")
+    ] = None,
+    config: ConfigOpt = None,
+    bulk: Annotated[
+        bool, typer.Option("--bulk", help="The run will use FHIR Bulk Data $export: check it is offered.")
+    ] = False,
+    mappings: Annotated[
+        list[Path] | None, typer.Option("--mappings", help="Extra folder of site mapping files (repeatable).")
+    ] = None,
+) -> None:
+    """Reach every configured part (source, warehouse, output folder), one line each; changes nothing."""
+    from .check import check_request, format_line, verdict
+
+    lines = check_request(
+        config,
+        fhir=list(fhir or []),
+        omop=omop,
+        cdm_schema=cdm_schema,
+        vocab_schema=vocab_schema,
+        warehouse=warehouse,
+        mappings=list(mappings or []),
+        bulk=bulk,
+    )
+    for line in lines:
+        typer.echo(format_line(line))
+    code = verdict(lines)
+    typer.echo("a run would start" if code == 0 else f"a run would not start (exit {code})", err=code != 0)
+    raise typer.Exit(code)
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder for leopard.yaml and the site mappings folder (default: here).")
+    ] = Path("."),
+) -> None:
+    """Write a commented leopard.yaml (every setting, default, variable) and a site mappings folder."""
+    from .site_init import CONFIG_NAME
+    from .site_init import init as write_site_files
+
+    for path in write_site_files(directory):
+        typer.echo(f"wrote {path}")
+    config = directory / CONFIG_NAME
+    typer.echo(f"next: edit {config}, then run: leopard-etl check --config {config}")
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -203,6 +256,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _redacted(exc: BaseException) -> str:
+    """The message with any URL's password or token masked (a message may quote a source URL)."""
+    from .privacy import redact_source
+
+    return redact_source(str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit codes of leopard_etl.errors; no traceback for user errors."""
     try:
@@ -210,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except LeopardError as exc:
-        sys.stderr.write(f"leopard-etl: error: {exc}\n")
+        sys.stderr.write(f"leopard-etl: error: {_redacted(exc)}\n")
         return exc.exit_code
     except Exception as exc:
         import os
 
         sys.stderr.write(
-            f"leopard-etl: internal error: {type(exc).__name__}: {exc} "
+            f"leopard-etl: internal error: {type(exc).__name__}: {_redacted(exc)} "
             "(please report it with the command you ran; LEOPARD_DEBUG=1 shows the traceback)\n"
         )
         if os.environ.get("LEOPARD_DEBUG"):

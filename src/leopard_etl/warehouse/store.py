@@ -25,10 +25,11 @@ from typing import Any, Literal
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, create_engine, exc, text
+from sqlalchemy import Connection, Engine, create_engine, exc, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
+from leopard_etl.drivers import missing_driver
 from leopard_etl.errors import ConfigError, LockHeldError, SourceError
 from leopard_etl.events import Quarantined
 from leopard_etl.privacy import redact_source
@@ -133,9 +134,19 @@ class Warehouse:
                     }
                 }
             )
-            self._engine = create_engine(parsed, **options)
+            self._engine = self._create(parsed, options)
         else:
-            self._engine = create_engine(parsed, pool_pre_ping=True)
+            self._engine = self._create(parsed, {"pool_pre_ping": True})
+
+    @staticmethod
+    def _create(parsed: URL, options: dict[str, Any]) -> Engine:
+        try:
+            return create_engine(parsed, **options)
+        except ImportError as err:  # the dialect's driver is not installed (no [postgres] extra)
+            missing = missing_driver(f"warehouse {redact_source(str(parsed))}", err)
+            if missing is None:
+                raise
+            raise missing from None
 
     # -- plumbing -------------------------------------------------------------------------------
     def q(self, table: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+from ...drivers import missing_driver
 from ...errors import ConfigError, SourceError
 from .cdm import CDM_TABLES, VOCAB_TABLES
 
@@ -86,23 +87,10 @@ def open_engine(url: str) -> Engine:
             fix="use duckdb:/// or postgresql+psycopg://, or install the dialect package for your database",
         ) from None
     except (ArgumentError, ImportError) as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name:
-            # The dialect is known but its DBAPI driver is not installed: say which package brings it.
-            module = exc.name.split(".")[0]
-            installs = {
-                "psycopg": "pip install 'leopard-etl[postgres]'",
-                "psycopg2": "pip install 'leopard-etl[postgres]' and use postgresql+psycopg://",
-                "pymysql": "pip install PyMySQL",
-                "MySQLdb": "pip install mysqlclient",
-                "pyodbc": "pip install pyodbc",
-                "pymssql": "pip install pymssql",
-                "oracledb": "pip install oracledb",
-                "cx_Oracle": "pip install oracledb and use oracle+oracledb://",
-            }
-            raise ConfigError(
-                f"cannot use {describe_url(parsed)}: its driver (Python module {module!r}) is not installed",
-                fix=installs.get(module, f"pip install the package that provides the module {module!r}"),
-            ) from None
+        # The dialect is known but its DBAPI driver is not installed: say which package brings it.
+        missing = missing_driver(describe_url(parsed), exc)
+        if missing is not None:
+            raise missing from None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(f"cannot use {describe_url(parsed)}: {first}", fix="check the --omop URL") from None
 
