@@ -191,6 +191,9 @@ class RunConfig(BaseModel):
     mappings_extra: list[Path] = Field(default_factory=list)
     rules: Rules = Field(default_factory=lambda: Rules.model_validate({}))
     small_cell_threshold: int = 5
+    site: str | None = Field(
+        None, description="this site's name in site-summary.json (pooled studies); default: a content hash"
+    )
     quarantine_max_pct: float = 100.0
     pseudonymise_key_env: str | None = None
     bearer_token_env: str | None = None

@@ -104,3 +104,24 @@ def replication_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             "note": note,
         })
     return rows
+
+
+def replication_table(results: Mapping[str, Any], small_cell: int | None = None) -> list[list[str]]:
+    """The replication rows as report cells (figure, published, observed, difference, unit, note).
+
+    A patient count below ``small_cell`` is shown as ``<k`` (the reports may leave the site).
+    """
+    out = []
+    for r in replication_rows(results):
+        observed = r["observed"]
+        if observed is not None and r["unit"] == "patients":
+            shown = f"<{small_cell}" if small_cell and observed < small_cell else f"{observed:.0f}"
+        elif observed is not None:
+            shown = f"{observed:.1f}"
+        elif r["low"] is not None:
+            shown = f"{r['low']:.1f}–{r['high']:.1f}"
+        else:
+            shown = "–"
+        difference = "–" if r["difference"] is None else f"{r['difference']:+.1f}"
+        out.append([r["label"], f"{r['published']:g}", shown, difference, r["unit"], r["note"] or ""])
+    return out

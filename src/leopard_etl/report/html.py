@@ -19,6 +19,7 @@ import pandas as pd
 
 from leopard_etl.analysis.disclosure import check_small_cell
 from leopard_etl.analysis.patients import SALVAGE_CATEGORIES, cohort_frame, ordered
+from leopard_etl.analysis.replication import replication_table
 from leopard_etl.analysis.results import os_sample, prs_sample
 from leopard_etl.analysis.survival import SurvivalSample, km_median
 from leopard_etl.errors import ConfigError
@@ -157,6 +158,7 @@ def _context(results: Mapping[str, Any], patients_csv: pd.DataFrame,
         ],
         "prs": _prs_sections(cohort, k),
         "input": _input_section(results, unmatched, k),
+        "replication": replication_table(results, k),
         "empty": len(patients_csv) == 0 or not in_cohort.any(),
         "warnings": list(results.get("warnings") or []) + baseline.notes,
         "run_info": sorted((str(a), str(b)) for a, b in (run_info or {}).items()),

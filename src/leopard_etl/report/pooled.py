@@ -32,7 +32,7 @@ from leopard_etl.analysis.pooling import (
     site_label,
     sum_counts,
 )
-from leopard_etl.analysis.replication import replication_rows
+from leopard_etl.analysis.replication import replication_table
 from leopard_etl.analysis.results import ATTRITION_STEPS, write_results
 from leopard_etl.errors import ConfigError
 from leopard_etl.report.plots import PALETTE, risk_times
@@ -306,14 +306,7 @@ def _context(pooled: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]], 
                       else f"; I² = {rand['i2']:.0f}%, τ² = {rand['tau2']:.4f}")],
         ["Rate ratio poly vs oligo, piecewise-exponential model stratified by site (check)", _hr(poisson)],
     ]
-    replication = [
-        [r["label"], f"{r['published']:g}",
-         (f"{r['observed']:.0f}" if r["observed"] is not None and r["unit"] == "patients"
-          else f"{r['observed']:.1f}" if r["observed"] is not None
-          else f"{r['low']:.1f}–{r['high']:.1f}" if r["low"] is not None else "–"),
-         "–" if r["difference"] is None else f"{r['difference']:+.1f}", r["unit"], r["note"] or ""]
-        for r in replication_rows(pooled)
-    ]
+    replication = replication_table(pooled)
     return {
         "title": title,
         "small_cell": k,
