@@ -237,12 +237,25 @@ class RunConfig(BaseModel):
             raise ValueError("both a bearer token and SMART client settings are given; keep one")
         return self
 
-    @field_validator("warehouse_schema", "cdm_schema", "vocab_schema")
+    @field_validator("warehouse_schema")
     @classmethod
     def _identifier(cls, name: str | None) -> str | None:
-        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        if name is not None and not re.fullmatch(_IDENT, name):
             raise ValueError(f"{name!r} is not a plain SQL identifier (letters, digits, _)")
         return name
+
+    @field_validator("cdm_schema", "vocab_schema")
+    @classmethod
+    def _cdm_identifier(cls, name: str | None) -> str | None:
+        """A CDM may live in another catalog (a DuckDB attached file, a SQL Server database):
+        ``catalog.schema`` is allowed, each part a plain identifier (docs/omop.md)."""
+        if name is not None and not re.fullmatch(rf"{_IDENT}(\.{_IDENT})?", name):
+            raise ValueError(f"{name!r} is not a plain SQL identifier or catalog.schema (letters, digits, _)")
+        return name
+
+
+#: a plain SQL identifier, as every dialect we support takes it unquoted
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 
 
 def _read_file(path: Path) -> dict[str, Any]:
