@@ -561,8 +561,10 @@ class _Columnar:
     def _emit_table(self, table: pa.Table, lines: list[int], locate: _Locate) -> None:
         """Events of known patients to the spool as one Arrow table; the others wait for their Patient."""
         known = self.reader.known_patients
-        mask = pc.is_in(table.column("patient_id"), value_set=pa.array(list(known), pa.string()))
-        if not pc.all(mask).as_py():
+        pids = table.column("patient_id")
+        unknown = [p for p in pc.unique(pids).to_pylist() if p not in known]  # a chunk's patients, not all
+        if unknown:
+            mask = pc.invert(pc.is_in(pids, value_set=pa.array(unknown, pa.string())))
             keep = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
             for e, i in zip(
                 events_of(table.filter(pc.invert(mask))), np.asarray(lines)[~keep].tolist(), strict=True
