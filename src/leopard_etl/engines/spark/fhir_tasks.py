@@ -202,12 +202,28 @@ def norm_uri(uri: str) -> str:
 
 
 # --- the sink and the reader of one task ----------------------------------------------------------
+#: the columns an ``E`` row fills, in the order :meth:`_Rows.event` keeps them
+_EVENT_ROW = ("rank", "block", "line", "sub", *EVENT_COLUMNS, "location")
+
+
 class _Rows:
-    """Output rows of a task, column by column, flushed as Arrow record batches."""
+    """Output rows of a task, flushed as Arrow record batches.
+
+    Events (nearly every row) are kept as plain tuples and turned into columns at the flush; the
+    other rows (patients, definitions, waits, counts) go column by column.
+    """
 
     def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
         self.columns: dict[str, list[Any]] = {name: [] for name in _NAMES}
-        self.n = 0
+        self.n_other = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.events) + self.n_other
+
+    def event(self, pos: Position, e: Event, location: str) -> None:
+        self.events.append((*pos, *e, location))
 
     def add(self, tag: str, pos: Position, **values: Any) -> None:
         rank, block, line, sub = pos
@@ -216,14 +232,31 @@ class _Rows:
             cols[name].append(values.get(name))
         cols["tag"][-1] = tag
         cols["rank"][-1], cols["block"][-1], cols["line"][-1], cols["sub"][-1] = rank, block, line, sub
-        self.n += 1
+        self.n_other += 1
 
     def batch(self) -> pa.RecordBatch:
-        arrays = [pa.array(self.columns[name], type=t) for name, t in OUT_FIELDS]
-        out = pa.RecordBatch.from_arrays(arrays, schema=OUT_SCHEMA)
+        tables = []
+        if self.n_other:
+            arrays = [pa.array(self.columns[name], type=t) for name, t in OUT_FIELDS]
+            tables.append(pa.Table.from_arrays(arrays, schema=OUT_SCHEMA))
+        if self.events:
+            n = len(self.events)
+            by_name = dict(zip(_EVENT_ROW, zip(*self.events, strict=True), strict=True))
+            arrays = []
+            for name, t in OUT_FIELDS:
+                if name == "tag":
+                    arrays.append(pa.array(["E"] * n, type=t))
+                elif name in by_name:
+                    arrays.append(pa.array(by_name[name], type=t))
+                else:
+                    arrays.append(pa.nulls(n, type=t))
+            tables.append(pa.Table.from_arrays(arrays, schema=OUT_SCHEMA))
+        self.events = []
         self.columns = {name: [] for name in _NAMES}
-        self.n = 0
-        return out
+        self.n_other = 0
+        if not tables:
+            return pa.RecordBatch.from_pylist([], schema=OUT_SCHEMA)
+        return pa.concat_tables(tables).combine_chunks().to_batches()[0]
 
 
 class _Sink(EventSink):
@@ -297,7 +330,7 @@ class _TaskReader(FhirRecordReader):
 
     def _accept(self, e: Event, location: str = "") -> None:
         # every event leaves the task; the driver keeps those of the Patients read anywhere
-        self.rows.add("E", self.task_sink.pos, location=location, **e._asdict())
+        self.rows.event(self.task_sink.pos, e, location)
 
     def encounter_read(self, rid: str, res: dict[str, Any]) -> None:
         """Deferring: the Encounter's start becomes an ``N`` row (the parent's test of a usable start);

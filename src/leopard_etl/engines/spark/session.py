@@ -61,12 +61,19 @@ def spark_session(settings: SparkSettings) -> SparkSession:
     java = find_java_home()
     if java and not os.environ.get("JAVA_HOME"):
         os.environ["JAVA_HOME"] = java
-    if settings.master.startswith("local"):
+    builder = SparkSession.builder.appName(settings.app_name)
+    # Under spark-submit (YARN, Kubernetes) or on Databricks the JVM already runs with its master:
+    # never override it. Otherwise this process starts Spark with the configured master.
+    managed = bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+    master = "" if managed else settings.master
+    if master:
+        builder = builder.master(master)
+    if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.master(settings.master).appName(settings.app_name)
     conf: dict[str, str] = {
         "spark.ui.enabled": str(settings.ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.files.maxPartitionBytes": settings.max_partition_bytes,
     }
@@ -76,7 +83,7 @@ def spark_session(settings: SparkSettings) -> SparkSession:
         conf["spark.executor.memory"] = settings.executor_memory
     if settings.shuffle_partitions is not None:
         conf["spark.sql.shuffle.partitions"] = str(settings.shuffle_partitions)
-    elif settings.master.startswith("local"):
+    elif master.startswith("local"):
         conf["spark.sql.shuffle.partitions"] = str(2 * (os.cpu_count() or 2))
     if settings.local_dir:
         conf["spark.local.dir"] = settings.local_dir
@@ -90,7 +97,7 @@ def spark_session(settings: SparkSettings) -> SparkSession:
     except Exception as exc:  # the JVM did not start: say so in one line
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
-            f"cannot start Spark ({settings.master}): {first}",
+            f"cannot start Spark ({master or 'spark-submit'}): {first}",
             fix="install Java 17 (or set JAVA_HOME) and check the spark settings",
         ) from None
     session.sparkContext.setLogLevel("WARN")

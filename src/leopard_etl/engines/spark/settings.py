@@ -36,7 +36,7 @@ class SparkSettings(BaseModel):
         description="spark.sql.shuffle.partitions; None: 2 x the cores (local) or the session's value",
     )
     patients_per_task: int = Field(
-        5_000,
+        1_000,
         ge=1,
         description="screened patients derived together in one Python task (one cohort derive call)",
     )
