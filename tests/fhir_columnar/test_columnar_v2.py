@@ -23,6 +23,7 @@ from test_columnar_equivalence import assert_same, python_reader, write_ndjson
 
 from leopard_etl.events import EventSink
 from leopard_etl.mappings import CodeMatcher, load_mappings
+from leopard_etl.sources.fhir import columnar as columnar_module
 from leopard_etl.sources.fhir import columnar_codes
 from leopard_etl.sources.fhir.columnar import read_ndjson_columnar
 
@@ -425,4 +426,14 @@ def test_bounded_caches_give_the_same_answers(
     rows: list[object] = [patient("a"), patient("b"), *activity_shapes()]
     path = write_ndjson(tmp_path / "act.ndjson", rows)
     ref, col = both(matcher, [path], chunk_bytes=1024)
+    assert_same(ref, col)
+
+
+def test_small_groups_through_the_python_reader(
+    matcher: CodeMatcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(columnar_module, "SMALL_GROUP", 10)
+    rows: list[object] = [patient("a"), patient("b"), *activity_shapes()]
+    path = write_ndjson(tmp_path / "act.ndjson", rows)
+    ref, col = both(matcher, [path], chunk_bytes=2048)
     assert_same(ref, col)

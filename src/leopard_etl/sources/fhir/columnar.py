@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".jsonl.gz")
 #: bytes of (decompressed) input per DuckDB pass; bounds memory, keeps Arrow int32 offsets valid
 CHUNK_BYTES = 16 << 20
+#: a type group of fewer lines goes to the Python reader (cheaper than a DuckDB query)
+SMALL_GROUP = 1_000
 #: a ``.json`` document at least this large (uncompressed, estimated for ``.gz``) is streamed
 STREAM_BYTES = 8 << 20
 #: memory the reader's DuckDB connection may use before it spills to its scratch folder
@@ -138,6 +140,8 @@ class _Columnar:
         self.con.execute("CREATE TABLE encounter_start (id VARCHAR, start VARCHAR, seq BIGINT)")
         self._encounters = self._mark = 0
         self._bundles = 0
+        #: bound relations by SQL text (binding one of the type queries costs more than a small chunk)
+        self._relations: dict[str, Any] = {}
         self.arrow_sink = getattr(self.sink, "event_table", None)
         #: lines naming a Medication not read yet (read again at the end), with their locations
         self._later: tuple[IO[bytes], IO[bytes]] | None = (
@@ -226,9 +230,12 @@ class _Columnar:
                 groups.setdefault(name if name in TYPED else "", []).append(found)
         for rtype in sorted(groups, key=lambda t: t in TYPED):  # Patients and Medications first
             rows = np.sort(np.concatenate(groups[rtype]))
+            group = _EntryRows(data, starts, rows, bundle)
+            if self._to_python(rtype, group, len(rows)):
+                continue
             sub = lines if len(rows) == n else lines.take(pa.array(rows))
             sql = type_sql(rtype, bundle.serial, bundle.table) if rtype in TYPED else entry_id_sql()
-            self._decide(self._query(sql, sub), _EntryRows(data, starts, rows, bundle), rtype in TYPED)
+            self._decide(self._query(sql, sub), group, rtype in TYPED)
 
     def _chunk(self, data: bytes, where: str, first: int) -> int:
         """Read the lines of ``data`` numbered from ``first``; returns the next line number."""
@@ -303,14 +310,32 @@ class _Columnar:
                     groups[key] = np.sort(np.concatenate([groups[key], found])) if key in groups else found
         for rtype in sorted(groups, key=lambda t: t in TYPED):  # Patients first: their events need not wait
             rows = groups[rtype]
+            group = _Rows(self, data, starts, rows, locate, done)
+            if self._to_python(rtype, group, len(rows)):
+                continue
             sub = lines if len(rows) == n else lines.take(pa.array(rows))
             table = self._query(type_sql(rtype) if rtype in TYPED else ID_SQL, sub)
-            self._decide(table, _Rows(self, data, starts, rows, locate, done), rtype in TYPED)
+            self._decide(table, group, rtype in TYPED)
+
+    @staticmethod
+    def _to_python(rtype: str, group: _Rows | _EntryRows, n: int) -> bool:
+        """Feed a group to the Python reader when a query would cost more than reading it there:
+        Patients and Medications (the reader keeps them), and groups of a few lines (a DuckDB
+        query has a fixed cost of several ms; a small file or a mixed chunk's rare types)."""
+        if n >= SMALL_GROUP and rtype not in ("Patient", "Medication"):
+            return False
+        for k in range(n):
+            group.python(k)
+        return True
 
     def _query(self, sql: str, lines: pa.Array) -> pa.Table:
+        """Run ``sql`` over ``lines`` as table ``src``; a relation is bound once per SQL text and re-run."""
         self.con.register("src", pa.table({"line": lines}))
         try:
-            return self.con.sql(sql).to_arrow_table()
+            rel = self._relations.get(sql)
+            if rel is None:
+                rel = self._relations[sql] = self.con.sql(sql)
+            return rel.to_arrow_table()
         finally:
             self.con.unregister("src")
 
