@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from leopard_etl.analysis import compute_results, write_results
+from leopard_etl.analysis.patients import cohort_frame
 from leopard_etl.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "tiny_patients.csv"
@@ -85,13 +86,19 @@ def test_small_cells_are_suppressed_in_results(tmp_path: Path) -> None:
     assert json.loads(out.read_text(encoding="utf-8")) == res
 
 
-def test_negative_time_is_left_out_with_a_warning_naming_the_patient() -> None:
-    """A death before crt_start (contradictory source data) must not stop the analysis."""
+def test_negative_time_is_left_out_with_a_warning_counting_the_patient() -> None:
+    """A death before crt_start (contradictory source data) must not stop the analysis.
+
+    The warning counts the patients and never names them (spec §5: results files may be shared);
+    the id travels in ``warning_patients`` to the site-only warnings-patients.csv.
+    """
     frame = tiny()
     frame.loc[frame["patient_id"] == "p03", "os_months"] = "-1.00"
     res = compute_results(frame, ATTRITION)
     jsonschema.validate(res, SCHEMA)
-    assert any("p03" in w and "negative os_months" in w for w in res["warnings"])
+    assert any(w.startswith("negative os_months for 1 patient(s)") for w in res["warnings"])
+    assert not any("p03" in w for w in res["warnings"])
+    assert cohort_frame(frame).attrs["warning_patients"] == [("p03", "negative os_months")]
     assert res["n_cohort"] == 9  # still counted in the cohort, only not in the survival fits
 
 
