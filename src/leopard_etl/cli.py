@@ -82,6 +82,10 @@ def run(
         list[Path] | None, typer.Option("--mappings", help="Extra folder of site mapping files (repeatable).")
     ] = None,
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Structured JSON log lines.")] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="default (one machine) or spark (extra [spark]; docs/spark.md)."),
+    ] = None,
 ) -> None:
     """Read a source, derive the cohort, write patients.csv, results.json, report.html (+ warehouse)."""
     from .pipeline import RunRequest, run_pipeline
@@ -99,6 +103,7 @@ def run(
         bulk=bulk,
         mappings=list(mappings or []),
         json_logs=json_logs,
+        engine=engine,
     )
     summary = run_pipeline(req)
     _print_summary(summary)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from leopard_etl.engines.spark.settings import SparkSettings
 from leopard_etl.errors import ConfigError
 
 __all__ = [
@@ -191,6 +192,10 @@ class RunConfig(BaseModel):
     mappings_extra: list[Path] = Field(default_factory=list)
     rules: Rules = Field(default_factory=lambda: Rules.model_validate({}))
     small_cell_threshold: int = 5
+    engine: Literal["default", "spark"] = Field(
+        "default", description="default: one machine (DuckDB spool); spark: read and derive on Spark"
+    )
+    spark: SparkSettings = Field(default_factory=lambda: SparkSettings.model_validate({}))
     site: str | None = Field(
         None, description="this site's name in site-summary.json (pooled studies); default: a content hash"
     )

@@ -67,6 +67,7 @@ class RunRequest:
     bulk: bool = False
     mappings: list[Path] = field(default_factory=list)
     json_logs: bool = False
+    engine: str | None = None
 
 
 def _resolve_config(req: RunRequest) -> RunConfig:
@@ -93,6 +94,8 @@ def _resolve_config(req: RunRequest) -> RunConfig:
         overrides["rules"] = {"cutoff": cutoff}
     if req.json_logs:
         overrides["log_json"] = True
+    if req.engine:
+        overrides["engine"] = req.engine
     cfg = load_config(req.config, overrides, os.environ)
     if bool(cfg.fhir) == bool(cfg.omop):
         raise ConfigError(
@@ -165,7 +168,45 @@ def run_pipeline(req: RunRequest) -> dict[str, Any]:
     from .logs import configure_logging
 
     configure_logging(json=cfg.log_json, level=cfg.log_level)
+    if cfg.engine == "spark":
+        return execute_spark(cfg, _matcher(cfg))
     return execute(cfg, _matcher(cfg), incremental=req.incremental, bulk=req.bulk)
+
+
+def execute_spark(cfg: RunConfig, matcher: CodeMatcher) -> dict[str, Any]:
+    """``run --engine spark``: the read and the per-patient rules on Spark (docs/spark.md), the
+    same output files by the same writers. Warehouse loads and incremental reads stay on the
+    default engine."""
+    import tempfile
+
+    if cfg.warehouse:
+        raise ConfigError(
+            "--engine spark writes the output files only", fix="load the warehouse with the default engine"
+        )
+    try:
+        from .engines.spark.run import run_spark
+    except ImportError as err:
+        raise ConfigError(
+            f"the Spark engine needs pyspark ({err.name or err})", fix="pip install 'leopard-etl[spark]'"
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="leopard-spark-") as tmp:
+        result = run_spark(
+            cfg, matcher, workdir=Path(tmp), settings=cfg.spark, run_day=dt.date.today(), tables=REPORT_TABLES
+        )
+        check_quarantine(cfg, result.stats)
+        summary = write_outputs(
+            cfg,
+            result.derivation,
+            result.quarantine,
+            result.source_system,
+            stats=result.stats,
+            unmatched_extra=result.unmatched_extra,
+        )
+    summary["events"] = result.n_events
+    stats = result.stats.as_dict()
+    summary.update({f"source_{k}": v for k, v in stats.items() if k != "out_of_scope_reasons"})
+    summary["engine"] = "spark"
+    return summary
 
 
 def execute(
@@ -264,12 +305,14 @@ def run_spooled(
     return execute(cfg, matcher, bulk=bulk, partition_rows=partition_rows)
 
 
-def check_quarantine(cfg: RunConfig, sink: EventSink) -> None:
-    read = max(sink.stats.read, 1)
-    pct = 100.0 * sink.stats.quarantined / read
+def check_quarantine(cfg: RunConfig, counts: EventSink | ReadStats) -> None:
+    """Exit 4 when the share of quarantined records passes ``quarantine_max_pct``."""
+    stats = counts.stats if isinstance(counts, EventSink) else counts
+    read = max(stats.read, 1)
+    pct = 100.0 * stats.quarantined / read
     if pct > cfg.quarantine_max_pct:
         raise QuarantineError(
-            f"{sink.stats.quarantined} of {sink.stats.read} records quarantined ({pct:.1f}%), "
+            f"{stats.quarantined} of {stats.read} records quarantined ({pct:.1f}%), "
             f"above the limit of {cfg.quarantine_max_pct}%",
             fix="inspect quarantine.csv in the output folder or raise quarantine_max_pct",
         )
