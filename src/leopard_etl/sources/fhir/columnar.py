@@ -52,6 +52,7 @@ import pyarrow.compute as pc
 from ...errors import SourceError
 from ...events import EVENT_COLUMNS, Event, EventSink
 from ...mappings import CodeMatcher
+from ...progress import for_files
 from .bundle_stream import DiskUrns, NotStreamable, split_bundle
 from .columnar_codes import UNDECIDED, WAIT, LeafJudge, lesion_id
 from .columnar_rows import as_events, chunks, encode, events_of, line_starts, object_array, type_groups
@@ -105,20 +106,31 @@ def read_ndjson_columnar(
     """
     reader = FhirRecordReader(matcher, sink, track_touched=False)
     given = {Path(p) for p in paths}
+    files = expand_paths(paths)
     with (
         tempfile.TemporaryDirectory(prefix="leopard-read-") as scratch,
         _Columnar(reader, Path(scratch), chunk_bytes=chunk_bytes, threads=threads) as columnar,
+        for_files(files) as progress,  # a terminal shows bytes of the total, resources/s, time left
     ):
-        for path in expand_paths(paths):
+        for path in files:
+            before = sink.stats.read
             if is_export_log(path):
                 skip_export_log(reader, path)
             elif path.name.endswith((".json", ".json.gz")):
                 columnar.feed_document(path, found_in_folder=path not in given)
             else:
                 columnar.feed_file(path)
+            progress.advance(_size(path), resources=sink.stats.read - before)
         columnar.read_later()
         columnar.resolve_encounters()
     reader.finish()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 class _Columnar:
