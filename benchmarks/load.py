@@ -55,6 +55,7 @@ def event_frame(rows: int) -> Any:
             "ingredient": np.where(i % 4 == 2, "cisplatin", None),
             "fractions": pd.Series(np.where(has_fx, 30, 0), dtype="Int64").where(has_fx),
             "dose_cgy": np.where(has_fx, 6000.0, np.nan),
+            "route": np.where(i % 4 == 2, "code", None),
             "content_hash": [f"{k:064x}" for k in i],
             "run_id": "bench-run",
         }
