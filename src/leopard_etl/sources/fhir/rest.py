@@ -273,7 +273,7 @@ class FhirRestClient:
             ):
                 for entry in bundle.get("entry") or ():
                     res = entry.get("resource") or {}
-                    groups, _, _ = matcher.match_any(codings(res.get("code"), matcher))
+                    groups, _, _ = matcher.match_any(codings(res.get("code"), matcher, "Condition"))
                     pid = _patient_of(res)
                     if groups & SCREENING_GROUPS and pid:
                         found.add(pid)
