@@ -172,7 +172,7 @@ def _lines(path: Path, resources: list[Any], *, bom: bool = False, crlf: bool = 
 
 def _tricky_input(root: Path) -> list[str]:
     """Two sources; references across files, Bundles and sources; duplicates; a file split in tasks."""
-    a, b = root / "a", root / "b"
+    a, b = root / "a", root / "source b"  # a space in a path
     (a / "sub").mkdir(parents=True)
     b.mkdir()
     _lines(
@@ -383,11 +383,10 @@ def test_fhir_run_same_as_default(
     assert got.cutoff == derivation.cutoff
     for name, frame in derivation.tables.items():
         pd.testing.assert_frame_equal(got.tables[name], frame, obj=name)
-    if hasattr(derivation, "facts"):
-        assert got.facts.drug_routes == derivation.facts.drug_routes
-        assert got.facts.platinum_unverified_n == derivation.facts.platinum_unverified_n
-        assert sorted(got.facts.death_unknown_ids) == sorted(derivation.facts.death_unknown_ids)
-        pd.testing.assert_frame_equal(got.facts.unmatched, derivation.facts.unmatched)
+    assert got.facts.drug_routes == derivation.facts.drug_routes
+    assert got.facts.platinum_unverified_n == derivation.facts.platinum_unverified_n
+    assert sorted(got.facts.death_unknown_ids) == sorted(derivation.facts.death_unknown_ids)
+    pd.testing.assert_frame_equal(got.facts.unmatched, derivation.facts.unmatched)
     assert result.stats.as_dict() == stats.as_dict()
     assert result.stats.balanced()
     spark_quarantine = pd.read_csv(result.quarantine, dtype=str, keep_default_na=False)

@@ -169,14 +169,12 @@ def derive_on_spark(
             )
             parts.extend(pickle.loads(row.payload) for row in out.collect())
     merged = merge_derivations(parts, cutoff)
-    facts = getattr(merged, "facts", None)
-    if facts is not None and hasattr(facts, "drug_routes"):
-        # the default run counts routes over every event it derives (all patients): so do we
-        routes: dict[str, int] = {}
-        for r in combos:
-            if r["route"] is not None:
-                routes[str(r["route"])] = routes.get(str(r["route"]), 0) + int(r["count"])
-        facts.drug_routes = dict(sorted(routes.items(), key=lambda kv: (-kv[1], kv[0])))
+    # the default run counts drug routes over every event it derives (all patients): so do we
+    routes: dict[str, int] = {}
+    for r in combos:
+        if r["route"] is not None:
+            routes[str(r["route"])] = routes.get(str(r["route"]), 0) + int(r["count"])
+    merged.facts.drug_routes = dict(sorted(routes.items(), key=lambda kv: (-kv[1], kv[0])))
     return merged
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +38,8 @@ from .fhir_tasks import (
     OUT_SCHEMA,
     RANK_BASE,
     WAIT_ENCOUNTER,
-    WAIT_MEDICATION,
+    DefinitionTable,
     FileInfo,
-    MedicationTable,
     TaskSettings,
     norm_uri,
     read_documents,
@@ -68,6 +68,7 @@ class FhirRead:
     quarantined: list[Quarantined]
     n_events: int = 0
     cached: list[DataFrame] = field(default_factory=list)  #: persisted frames to release after the run
+    timings: dict[str, float] = field(default_factory=dict)  #: seconds per step
 
     def release(self) -> None:
         for frame in self.cached:
@@ -142,7 +143,8 @@ def list_inputs(spark: SparkSession, sources: Iterable[str]) -> list[FileInfo]:
         if _is_local(source):
             root = _local_path(source)
             paths = expand_paths([root])  # SourceError when it does not exist
-            entries = [(p.resolve().as_uri(), str(p), p == root) for p in paths]
+            # file:// + the plain path: Hadoop quotes it itself (as_uri's %-escapes it would not decode)
+            entries = [(f"file://{p.resolve().as_posix()}", str(p), p == root) for p in paths]
         else:
             listed = _remote_files(spark, source)
             entries = sorted(
@@ -191,6 +193,7 @@ def read_fhir_spark(
     """Read FHIR files into Spark frames of events and patients (see the module docstring)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
 
     files = list_inputs(spark, sources)
     by_uri = {norm_uri(f.uri): f for f in files}
@@ -233,57 +236,47 @@ def read_fhir_spark(
 
     # the few driver-side facts in one job: split line counts, task counts, Medications, quarantine
     stats = ReadStats()
-    medications = MedicationTable()
-    small = first.where("tag IN ('C', 'S', 'M', 'Q')").select(
-        "tag", *_POSITION, "key", "n", "payload", "location", "reason", "record", "record_id"
-    )
+    medications = DefinitionTable()
+    small = first.where(
+        "tag IN ('C', 'S', 'M', 'Q') OR (tag = 'W' AND kind = '" + WAIT_ENCOUNTER + "')"
+    ).select("tag", *_POSITION, "key", "n", "payload", "location", "reason", "record", "record_id")
     counts, quarantine_rows = [], []
+    waited: set[tuple[int, str]] = set()  # (source, Encounter id) an undated record waits for
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
     for row in small.collect():
         if row.tag == "C":
             counts.append(row)
         elif row.tag == "S":
             stats.merge(pickle.loads(row.payload))
         elif row.tag == "M":
-            medications.add(
-                row.key, (row.rank, row.block, row.line, row.sub or ""), pickle.loads(row.payload)
-            )
+            at = (row.rank, row.block, row.line, row.sub or "")
+            medications.add(row.key, at, pickle.loads(row.payload))
+        elif row.tag == "W":
+            waited.add((row.rank // RANK_BASE, row.key))
         else:
             quarantine_rows.append(row)
     lines_of = _line_offsets(counts, by_uri)
     medications.sort()
+    # the starts of the Encounters undated records wait for (Encounters are many: only those ids)
+    encounters = DefinitionTable()
+    if waited:
+        wanted = spark.createDataFrame(sorted(waited), "n_src int, key string")
+        starts = (
+            first.where("tag = 'N'")
+            .withColumn("n_src", (F.col("rank") / RANK_BASE).cast("int"))
+            .join(F.broadcast(wanted), ["n_src", "key"], "left_semi")
+            .select("key", *_POSITION, "text")
+        )
+        for row in starts.collect():
+            encounters.add(row.key, (row.rank, row.block, row.line, row.sub or ""), row.text)
+        encounters.sort()
+    timings["read lines"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    # records that waited: Medications known now, Encounters joined by position
-    waiting = first.where("tag = 'W'").select("kind", "key", "text", "location", "urns", *_POSITION)
-    starts = first.where("tag = 'N'").select(
-        F.col("key").alias("n_key"),
-        (F.col("rank") / RANK_BASE).cast("int").alias("n_src"),
-        F.struct(*_POSITION).alias("n_pos"),
-        F.col("text").alias("n_start"),
-    )
-    waiting = waiting.withColumn("w_pos", F.struct(*_POSITION)).withColumn(
-        "w_src", (F.col("rank") / RANK_BASE).cast("int")
-    )
-    enc = waiting.where(F.col("kind") == WAIT_ENCOUNTER)
-    joined = enc.join(starts, (enc.key == starts.n_key) & (enc.w_src == starts.n_src), "left")
-    from pyspark.sql.window import Window
-
-    before = F.col("n_pos") < F.col("w_pos")
-    choice = Window.partitionBy("location").orderBy(
-        F.when(before, 0).otherwise(1),
-        F.when(before, F.col("n_pos")).desc_nulls_last(),
-        F.when(~before, F.col("n_pos")).asc_nulls_last(),
-    )
-    enc = (
-        joined.withColumn("_pick", F.row_number().over(choice))
-        .where("_pick = 1")
-        .select("kind", "key", "text", "location", "urns", *_POSITION, F.col("n_start").alias("start"))
-    )
-    med = waiting.where(F.col("kind") == WAIT_MEDICATION).select(
-        "kind", "key", "text", "location", "urns", *_POSITION, F.lit(None).cast("string").alias("start")
-    )
-    shared_again = sc.broadcast(TaskSettings(matcher, by_uri, run_day, cutoff, medications))
+    # records that waited, read again with every Medication and their Encounter's starts known
+    shared_again = sc.broadcast(TaskSettings(matcher, by_uri, run_day, cutoff, medications, encounters))
     second = (
-        enc.unionByName(med)
+        first.where("tag = 'W'")
         .mapInArrow(_tasks(read_waiting, shared_again), out_ddl)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
@@ -296,6 +289,7 @@ def read_fhir_spark(
             stats.merge(pickle.loads(row.payload))
         else:
             quarantine_rows.append(row)
+    timings["read waiting"], clock = time.perf_counter() - clock, time.perf_counter()
 
     position = [F.col(c) for c in _POSITION]
     events = (
@@ -319,6 +313,7 @@ def read_fhir_spark(
     kept = flagged.where(F.col("_known").isNotNull()).drop("_src", "location", "_known")
     n_events = kept.count()
     stats.in_scope += n_events
+    timings["patients known"] = time.perf_counter() - clock
     last = Window.partitionBy("patient_id").orderBy(*[F.col(c).desc() for c in _POSITION])
     patients = (
         patients_all.withColumn("_last", F.row_number().over(last))
@@ -346,7 +341,7 @@ def read_fhir_spark(
             )
         )
     stats.out_of_scope_reasons = _fix_reasons(stats.out_of_scope_reasons, lines_of)
-    return FhirRead(kept, patients, stats, quarantined, n_events, [first, second, flagged, patients])
+    return FhirRead(kept, patients, stats, quarantined, n_events, [first, second, flagged, patients], timings)
 
 
 # --- line numbers ---------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from ...sources.fhir.references import UrnIndex
 
 __all__ = [
     "OUT_SCHEMA",
+    "DefinitionTable",
     "FileInfo",
     "MedicationTable",
     "TaskSettings",
@@ -144,7 +145,9 @@ class TaskSettings:
     files: Mapping[str, FileInfo]  #: normalised URI → file
     run_day: dt.date | None
     cutoff: dt.date | None
-    medications: MedicationTable | None = None
+    medications: DefinitionTable | None = None
+    #: Encounter id → the JSON of its ``period.start`` (only the ids undated records wait for)
+    encounters: DefinitionTable | None = None
     _ranks: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def position(self, location: str) -> Position:
@@ -163,41 +166,44 @@ class TaskSettings:
 
 
 @dataclass
-class MedicationTable:
-    """Every Medication definition of the input by (source, id), in read order (Medications are few).
+class DefinitionTable:
+    """Every definition of an id (Medications: their codes; Encounters: their start) by (source, id),
+    in read order. Medications are few; Encounters are kept only for the ids records waited for.
 
     The default run reads each ``--fhir`` source with its own reader, so a reference resolves only
-    to a Medication of its own source; the source is ``rank // RANK_BASE``.
+    to a definition of its own source; the source is ``rank // RANK_BASE``.
     """
 
-    defs: dict[tuple[int, str], list[tuple[Position, MedicationCodes]]] = field(default_factory=dict)
+    defs: dict[tuple[int, str], list[tuple[Position, Any]]] = field(default_factory=dict)
 
-    def add(self, mid: str, pos: Position, codes: MedicationCodes) -> None:
-        self.defs.setdefault((pos[0] // RANK_BASE, mid), []).append((pos, codes))
+    def add(self, key: str, pos: Position, value: Any) -> None:
+        self.defs.setdefault((pos[0] // RANK_BASE, key), []).append((pos, value))
 
     def sort(self) -> None:
         for found in self.defs.values():
             found.sort(key=lambda d: d[0])
 
-    def at(self, mid: str, pos: Position) -> MedicationCodes | None:
+    def at(self, key: str, pos: Position) -> Any:
         """The definition the Python reader uses for a record at ``pos``: the latest before it, else
-        the first after it (the record waited for it)."""
-        found = self.defs.get((pos[0] // RANK_BASE, mid))
+        the first after it (the record waited for it); None: never defined."""
+        found = self.defs.get((pos[0] // RANK_BASE, key))
         if not found:
             return None
-        before = [codes for p, codes in found if p < pos]
+        before = [value for p, value in found if p < pos]
         return before[-1] if before else found[0][1]
 
 
+#: Medication id → its codes (MedicationCodes)
+MedicationTable = DefinitionTable
+
+
 def norm_uri(uri: str) -> str:
-    """A file URI in one spelling (``file:///x`` and ``file:/x`` are the same file; %-escapes decoded)."""
+    """A file URI in one spelling (``file:///x``, ``file:/x`` and %-escapes are the same file)."""
     from urllib.parse import unquote
 
     text = unquote(uri)
-    if text.startswith("file://"):
-        text = "file:" + text[len("file://") :]
-    while text.startswith("file://"):
-        text = "file:" + text[len("file://") :]
+    if text.startswith("file:"):
+        text = "file:/" + text[len("file:") :].lstrip("/")
     return text
 
 
@@ -290,7 +296,7 @@ class _Definitions(dict[str, MedicationCodes]):
     record's position, from the :class:`MedicationTable` of the whole input.
     """
 
-    def __init__(self, sink: _Sink, table: MedicationTable | None) -> None:
+    def __init__(self, sink: _Sink, table: DefinitionTable | None) -> None:
         super().__init__()
         self.sink = sink
         self.table = table
@@ -498,22 +504,27 @@ def read_documents(batches: Iterable[pa.RecordBatch], settings: TaskSettings) ->
 
 
 def read_waiting(batches: Iterable[pa.RecordBatch], settings: TaskSettings) -> Iterator[pa.RecordBatch]:
-    """The second read: records that waited for a Medication or an Encounter, with what they wait for.
-
-    Columns ``kind``, ``key``, ``text``, ``location``, ``urns``, ``rank``, ``block``, ``line``, ``sub``,
-    ``start`` (the JSON of the Encounter start chosen for the record, or null). Medications come from
-    ``settings.medications``. What is still unknown is quarantined by the reader's ``finish``.
+    """The second read: the ``W`` rows of the first (records that waited for a Medication or an
+    Encounter), with every Medication and the starts of the Encounters they wait for known
+    (``settings.medications`` / ``settings.encounters``). What is still unknown is quarantined by the
+    reader's ``finish``, with its reason.
     """
     rows = _Rows()
     sink = _Sink(rows, settings)
+    encounters = settings.encounters or DefinitionTable()
     for batch in batches:
         for rec in batch.to_pylist():
+            if rec["tag"] != "W":
+                continue
             # one reader per record: each may see another start of the same Encounter id
             reader = _TaskReader(settings, sink, resolving=True)
-            sink.pos = (rec["rank"], rec["block"], rec["line"], rec["sub"] or "")
+            pos = (rec["rank"], rec["block"], rec["line"], rec["sub"] or "")
+            sink.pos = pos
             urns = {k: (v[0], v[1]) for k, v in orjson.loads(rec["urns"]).items()} if rec["urns"] else None
-            if rec["kind"] == WAIT_ENCOUNTER and rec["start"] is not None:
-                reader.encounter_read(rec["key"], {"period": {"start": orjson.loads(rec["start"])}})
+            if rec["kind"] == WAIT_ENCOUNTER:
+                start = encounters.at(rec["key"], pos)
+                if start is not None:
+                    reader.encounter_read(rec["key"], {"period": {"start": orjson.loads(start)}})
             reader.feed(orjson.loads(rec["text"]), rec["location"], urns)
             reader.finish()
         if rows.n >= _BATCH_ROWS:

@@ -117,6 +117,7 @@ def _run_fhir(
         quarantine = _write_quarantine(workdir / "quarantine.csv", read.quarantined)
         n_events = read.n_events
         timings["read"] = time.perf_counter() - t0
+        timings.update({f"read: {k}": v for k, v in read.timings.items()})
         t0 = time.perf_counter()
         cutoff = run_cutoff(spark, read.events, read.patients, cfg.rules, run_day)
         timings["cutoff"] = time.perf_counter() - t0
@@ -235,7 +236,6 @@ def run_spark_outputs(
 
     The summary has the keys of :func:`leopard_etl.pipeline.run_spooled`'s.
     """
-    import inspect
     import tempfile
 
     from ...pipeline import REPORT_TABLES, check_quarantine, write_outputs
@@ -251,13 +251,14 @@ def run_spark_outputs(
             spark=spark,
         )
         check_quarantine(cfg, _Counted(result.stats))
-        extra: dict[str, Any] = {}
-        accepted = inspect.signature(write_outputs).parameters
-        if "stats" in accepted:
-            extra["stats"] = result.stats
-        if "unmatched_extra" in accepted:
-            extra["unmatched_extra"] = result.unmatched_extra
-        summary = write_outputs(cfg, result.derivation, result.quarantine, result.source_system, **extra)
+        summary = write_outputs(
+            cfg,
+            result.derivation,
+            result.quarantine,
+            result.source_system,
+            stats=result.stats,
+            unmatched_extra=result.unmatched_extra,
+        )
     summary["events"] = result.n_events
     stats = result.stats.as_dict()
     summary.update({f"source_{k}": v for k, v in stats.items() if k != "out_of_scope_reasons"})
