@@ -22,10 +22,9 @@ from leopard_etl.cohort import derive
 from leopard_etl.config import RunConfig, load_config
 from leopard_etl.events import EventSink
 from leopard_etl.mappings import CodeMatcher, load_mappings
-from leopard_etl.pipeline import frames, write_outputs
+from leopard_etl.pipeline import execute, frames, write_outputs
 from leopard_etl.sources.fhir import read_fhir
 from leopard_etl.warehouse import Warehouse
-from leopard_etl.pipeline import execute
 from leopard_etl.warehouse.schema import DERIVED_TABLES
 
 MANY = 600  # stored events per partition: the 160 patients' ~8,000 events make over ten partitions
