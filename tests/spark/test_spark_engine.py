@@ -396,9 +396,9 @@ def test_fhir_run_same_as_default(
 def test_omop_parquet_outputs_same_as_default(
     spark: Any, matcher: CodeMatcher, synthetic: dict[str, Path], tmp_path: Path
 ) -> None:
-    """OMOP as Parquet folders on Spark writes the files the default run writes from the DuckDB CDM."""
-    from leopard_etl.engines.spark import SparkSettings, run_spark_outputs
-    from leopard_etl.pipeline import run_spooled
+    """``run --engine spark`` on the OMOP CDM as Parquet folders writes the files the default run
+    writes from the DuckDB CDM."""
+    from leopard_etl.pipeline import execute_spark, run_spooled
 
     default_cfg = RunConfig(
         omop=f"duckdb:///{synthetic['duckdb']}",
@@ -406,12 +406,16 @@ def test_omop_parquet_outputs_same_as_default(
         vocab_schema="vocab",
         out=tmp_path / "default",
     )
-    spark_cfg = RunConfig(omop=f"parquet:{synthetic['parquet']}", out=tmp_path / "spark")
-    day = dt.date.today()  # run_spooled's day of the run
-    expected = run_spooled(default_cfg, matcher)
-    got = run_spark_outputs(
-        spark_cfg, matcher, settings=SparkSettings(patients_per_task=80), run_day=day, spark=spark
+    spark_cfg = RunConfig.model_validate(
+        {
+            "omop": f"parquet:{synthetic['parquet']}",
+            "out": tmp_path / "spark",
+            "engine": "spark",
+            "spark": {"patients_per_task": 80},
+        }
     )
+    expected = run_spooled(default_cfg, matcher)
+    got = execute_spark(spark_cfg, matcher)  # the session of this module is the active one
     assert got["screened"] == expected["screened"] > 100
     for key in ("cohort", "recurrences", "cutoff", "quarantined", "events"):
         assert got[key] == expected[key], key

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from .settings import SparkSettings
 
 if TYPE_CHECKING:
-    from .run import SparkRun, run_spark, run_spark_outputs
+    from .run import SparkRun, run_spark
 
-__all__ = ["SparkRun", "SparkSettings", "run_spark", "run_spark_outputs"]
+__all__ = ["SparkRun", "SparkSettings", "run_spark"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("SparkRun", "run_spark", "run_spark_outputs"):
+    if name in ("SparkRun", "run_spark"):
         from . import run
 
         return getattr(run, name)

@@ -2,14 +2,15 @@
 
 The work per line is the FHIR reader's (:mod:`.fhir_tasks`); Spark reads the bytes (any path its
 Hadoop file systems read: local, ``hdfs://``, ``s3a://``, ``abfss://``), cuts the lines and spreads
-them over tasks. What a task cannot decide alone is joined here, in this order:
+them over tasks. What a task cannot decide alone is decided here, in this order:
 
-1. Medication definitions (``M`` rows, few) are collected; records that named one by reference are
-   read again with all of them known (the latest definition before the record, else the first after);
-2. undated Conditions / Procedures are joined with the start of their Encounter (``N`` rows) and read
-   again the same way;
-3. events of patients whose Patient resource was never read are quarantined with the reader's reason;
-4. the patients are deduplicated keeping the last record read; locations get their line numbers.
+1. Medication definitions (``M`` rows, few) are collected, and so are the starts (``N`` rows) of the
+   Encounters that undated Conditions / Procedures wait for (only those ids); the waiting records
+   (``W`` rows) are read again in one more narrow pass with all of them known (the latest
+   definition before the record, else the first after it);
+2. events of patients whose Patient resource was never read are quarantined with the reader's reason
+   (a join with the patients read);
+3. the patients are deduplicated keeping the last record read; locations get their line numbers.
 
 Each ``--fhir`` source is its own read, as in the default run (references resolve within it).
 The result is the same events, patients, quarantined records and counts as

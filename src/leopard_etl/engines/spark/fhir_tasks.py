@@ -8,9 +8,10 @@ Encounter read elsewhere, an event of a Patient read elsewhere) are never decide
 
 * a Medication definition becomes an ``M`` row (its id, codes and position) and a record naming a
   Medication by reference becomes a waiting ``W`` row (its text): the driver collects the
-  definitions (few) and a second task reads the waiting records with all of them known;
-* an Encounter start becomes an ``N`` row and an undated record naming an Encounter a ``W`` row,
-  joined on the Encounter id and read again the same way;
+  definitions (few) and a second pass reads the waiting records with all of them known;
+* an Encounter start becomes an ``N`` row and an undated record naming an Encounter a ``W`` row:
+  the driver collects the starts of the Encounters waited for, and the second pass reads those
+  records the same way;
 * events are ``E`` rows whatever their patient: the driver keeps those of the Patients that were
   read (``P`` rows) and quarantines the rest with the reader's own reason.
 
@@ -340,7 +341,7 @@ class _TaskReader(FhirRecordReader):
 
     def encounter_read(self, rid: str, res: dict[str, Any]) -> None:
         """Deferring: the Encounter's start becomes an ``N`` row (the parent's test of a usable start);
-        nothing is kept, so undated records always wait and are joined on the driver."""
+        nothing is kept, so undated records always wait and are resolved with the whole input."""
         if self.resolving:
             super().encounter_read(rid, res)
             return

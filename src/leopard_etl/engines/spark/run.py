@@ -2,8 +2,8 @@
 
 :func:`run_spark` returns what :func:`leopard_etl.pipeline.write_outputs` takes (a
 :class:`~leopard_etl.cohort.Derivation`, the quarantine CSV, the source system, the read counts),
-so the outputs are written by the same code as on the default engine; :func:`run_spark_outputs`
-does that whole file run (the ``run --engine spark`` of the CLI).
+so the outputs are written by the same code as on the default engine
+(:func:`leopard_etl.pipeline.execute_spark` is ``run --engine spark``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import ConfigError
-from ...events import QUARANTINE_CSV_COLUMNS, EventSink, Quarantined, ReadStats, quarantine_row
+from ...events import QUARANTINE_CSV_COLUMNS, Quarantined, ReadStats, quarantine_row
 from ...mappings import CodeMatcher
 from .settings import SparkSettings
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ...cohort.derive import Derivation
     from ...config import Rules
 
-__all__ = ["RunLike", "SparkRun", "run_spark", "run_spark_outputs"]
+__all__ = ["RunLike", "SparkRun", "run_spark"]
 
 log = logging.getLogger("leopard_etl")
 
@@ -214,53 +214,3 @@ def _write_quarantine(path: Path, rows: Iterable[Quarantined]) -> Path:
         for q in rows:
             writer.writerow(quarantine_row(q))
     return path
-
-
-class _Counted(EventSink):
-    """Just the counts, for :func:`leopard_etl.pipeline.check_quarantine`."""
-
-    def __init__(self, stats: ReadStats) -> None:
-        super().__init__()
-        self.stats = stats
-
-
-def run_spark_outputs(
-    cfg: Any,
-    matcher: CodeMatcher,
-    *,
-    settings: SparkSettings | None = None,
-    run_day: dt.date | None = None,
-    spark: SparkSession | None = None,
-) -> dict[str, Any]:
-    """``leopard-etl run --engine spark``: a Spark run written by the default writers into ``cfg.out``.
-
-    The summary has the keys of :func:`leopard_etl.pipeline.run_spooled`'s.
-    """
-    import tempfile
-
-    from ...pipeline import REPORT_TABLES, check_quarantine, write_outputs
-
-    with tempfile.TemporaryDirectory(prefix="leopard-spark-") as tmp:
-        result = run_spark(
-            cfg,
-            matcher,
-            workdir=Path(tmp),
-            settings=settings,
-            run_day=run_day,
-            tables=REPORT_TABLES,
-            spark=spark,
-        )
-        check_quarantine(cfg, _Counted(result.stats))
-        summary = write_outputs(
-            cfg,
-            result.derivation,
-            result.quarantine,
-            result.source_system,
-            stats=result.stats,
-            unmatched_extra=result.unmatched_extra,
-        )
-    summary["events"] = result.n_events
-    stats = result.stats.as_dict()
-    summary.update({f"source_{k}": v for k, v in stats.items() if k != "out_of_scope_reasons"})
-    summary["engine"] = "spark"
-    return summary
