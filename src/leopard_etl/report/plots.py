@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -96,17 +97,23 @@ def km_figure(samples: Sequence[SurvivalSample], *, title: str, xlabel: str = "M
     # outside the axes: curves fill the whole plot area, a legend inside hides them
     if drawn:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    ax.tick_params(labelbottom=True)
-    ax.set_xlabel(xlabel)
-    table.set_ylim(-0.6, len(samples) - 0.4)
-    table.set_yticks(range(len(samples)))
-    table.set_yticklabels([s.group for s in reversed(samples)], fontsize=8.5)
-    table.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
-    table.tick_params(axis="y", length=0, pad=18)
-    for spine in table.spines.values():
-        spine.set_visible(False)
-    table.set_title("Number at risk", fontsize=9, loc="left")
+    style_at_risk(ax, table, xlabel, [s.group for s in samples], "Number at risk")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", metadata={"Software": None, "Title": title})
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def style_at_risk(ax: Any, table: Any, xlabel: str, groups: list[str], title: str) -> None:
+    """The curve axes' x label and the numbers-at-risk rows beneath them (one row per group, top first);
+    shared by the single-site and the pooled report."""
+    ax.tick_params(labelbottom=True)
+    ax.set_xlabel(xlabel)
+    table.set_ylim(-0.6, len(groups) - 0.4)
+    table.set_yticks(range(len(groups)))
+    table.set_yticklabels(list(reversed(groups)), fontsize=8.5)
+    table.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
+    table.tick_params(axis="y", length=0, pad=18)
+    for spine in table.spines.values():
+        spine.set_visible(False)
+    table.set_title(title, fontsize=9, loc="left")

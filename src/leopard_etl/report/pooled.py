@@ -35,7 +35,7 @@ from leopard_etl.analysis.pooling import (
 from leopard_etl.analysis.replication import replication_table
 from leopard_etl.analysis.results import ATTRITION_STEPS, write_results
 from leopard_etl.errors import ConfigError
-from leopard_etl.report.plots import PALETTE, risk_times
+from leopard_etl.report.plots import PALETTE, risk_times, style_at_risk
 from leopard_etl.report.tables import Table
 
 __all__ = ["forest_figure", "pooled_km_figure", "render_pooled_report", "write_pooled"]
@@ -94,16 +94,7 @@ def pooled_km_figure(curves: Sequence[PooledCurve], *, title: str, xlabel: str,
     ax.set_xticks(times)
     ax.grid(alpha=0.25)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-    ax.tick_params(labelbottom=True)
-    ax.set_xlabel(xlabel)
-    table.set_ylim(-0.6, len(curves) - 0.4)
-    table.set_yticks(range(len(curves)))
-    table.set_yticklabels([c.group for c in reversed(curves)], fontsize=8.5)
-    table.tick_params(axis="x", which="both", bottom=False, labelbottom=False)
-    table.tick_params(axis="y", length=0, pad=18)
-    for spine in table.spines.values():
-        spine.set_visible(False)
-    table.set_title("Number at risk (pooled)", fontsize=9, loc="left")
+    style_at_risk(ax, table, xlabel, [c.group for c in curves], "Number at risk (pooled)")
     return _png(fig, title)
 
 
